@@ -1,0 +1,3 @@
+#include <ddpm/cli.hpp>
+
+int main(int argc, char** argv) { return ddpm::cli::bench_main(argc, argv); }

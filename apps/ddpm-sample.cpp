@@ -1,0 +1,3 @@
+#include <ddpm/cli.hpp>
+
+int main(int argc, char** argv) { return ddpm::cli::sample_main(argc, argv); }

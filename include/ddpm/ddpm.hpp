@@ -1,0 +1,9 @@
+#pragma once
+// libddpm: denoising diffusion probabilistic models in C++.
+#include "ddpm/diffusion.hpp"
+#include "ddpm/image.hpp"
+#include "ddpm/runtime.hpp"
+#include "ddpm/sampler.hpp"
+#include "ddpm/schedule.hpp"
+#include "ddpm/unet.hpp"
+#include "ddpm/version.hpp"

@@ -1,0 +1,86 @@
+#pragma once
+// Noise schedules β_i, i = 0..T-1 (i = 0 least noisy), and everything derived from them.
+// Definitions: tests/data/schedules.json's README (copied from shared/reference/README.md);
+// DDPM = Ho et al. 2020, "Denoising Diffusion Probabilistic Models".
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ddpm {
+
+/// Everything that defines a schedule. Keys match the config file / CLI flags.
+struct ScheduleConfig {
+  std::string kind = "linear";  ///< linear | quadratic | cosine | sigmoid | cosine-logsnr | sigmoid-logsnr
+  int64_t timesteps = 1000;     ///< T ≥ 2
+  double beta_start = 1e-4;     ///< β₀ (linear, quadratic)
+  double beta_end = 0.02;       ///< β₁ (linear, quadratic)
+  double cosine_s = 0.008;      ///< offset s (cosine)
+  double sigmoid_start = -3.0;  ///< s (sigmoid)
+  double sigmoid_end = 3.0;     ///< e (sigmoid)
+  double sigmoid_tau = 1.0;     ///< k (sigmoid), > 0
+  std::optional<double> logsnr_max;  ///< unset: 15 (cosine-logsnr), 10 (sigmoid-logsnr)
+  std::optional<double> logsnr_min;  ///< unset: -15 (cosine-logsnr), -10 (sigmoid-logsnr)
+  double logsnr_shift = 0.0;         ///< added to λ (cosine-logsnr)
+  double input_scale = 1.0;          ///< b > 0 (Chen 2023): log SNR shifted by 2 ln b
+  bool zero_terminal_snr = false;    ///< Lin et al. 2024 rescaling: ᾱ_{T-1} = 0
+
+  /// Throws std::invalid_argument whose message names the offending parameter.
+  void validate() const;
+};
+
+/// The schedule and its derived coefficients, computed once in float64 and
+/// stored as float32 tensors of shape [T] on `device()`. Holds no weights.
+class NoiseSchedule {
+ public:
+  explicit NoiseSchedule(const ScheduleConfig& config, c10::Device device = c10::kCPU);
+
+  const ScheduleConfig& config() const { return config_; }
+  int64_t num_timesteps() const { return config_.timesteps; }
+  c10::Device device() const { return device_; }
+  /// The same schedule on another device.
+  NoiseSchedule to(c10::Device device) const;
+
+  /// float64 CPU tables, exact (for tests, samplers' respacing and printing).
+  at::Tensor beta64, alpha_bar64, posterior_variance64, posterior_mean_coef_x064, posterior_mean_coef_xt64,
+      logsnr64;
+
+  // float32 tables on device(), each [T].
+  at::Tensor beta;                      ///< β_i
+  at::Tensor alpha;                     ///< α_i = 1 − β_i
+  at::Tensor alpha_bar;                 ///< ᾱ_i = Π_{j≤i} α_j
+  at::Tensor alpha_bar_prev;            ///< ᾱ_{i−1}, with ᾱ_{−1} = 1
+  at::Tensor sqrt_alpha_bar;            ///< √ᾱ_i
+  at::Tensor sqrt_one_minus_alpha_bar;  ///< √(1 − ᾱ_i)
+  at::Tensor logsnr;                    ///< λ_i = ln(ᾱ_i / (1 − ᾱ_i)) (−inf where ᾱ = 0)
+  at::Tensor posterior_variance;        ///< β̃_i = β_i (1 − ᾱ_{i−1}) / (1 − ᾱ_i)   (DDPM eq. 7)
+  at::Tensor posterior_log_variance_clipped;  ///< ln β̃_i with β̃_0 replaced by β̃_1 (β̃_0 = 0)
+  at::Tensor posterior_mean_coef_x0;    ///< β_i √ᾱ_{i−1} / (1 − ᾱ_i)              (DDPM eq. 7)
+  at::Tensor posterior_mean_coef_xt;    ///< (1 − ᾱ_{i−1}) √α_i / (1 − ᾱ_i)        (DDPM eq. 7)
+
+  /// Gathers table[t] for an int64 index tensor t of shape [B] and reshapes
+  /// to [B, 1, ..., 1] (ndim dims in all) so it broadcasts against x.
+  static at::Tensor extract(const at::Tensor& table, const at::Tensor& t, int64_t ndim);
+
+ private:
+  NoiseSchedule() = default;
+  ScheduleConfig config_;
+  c10::Device device_ = c10::kCPU;
+};
+
+/// Timestep subsets for fast samplers (Nichol & Dhariwal 2021; diffusers' spacing names).
+enum class Spacing { Leading, Trailing, Linspace };
+Spacing parse_spacing(const std::string& text);  ///< "leading" | "trailing" | "linspace"
+std::string to_string(Spacing spacing);
+
+/// `steps` distinct indices in [0, T), ascending. steps == T gives 0..T-1.
+std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing);
+
+/// β'_k = 1 − ᾱ[kept_k] / ᾱ[kept_{k−1}] (ᾱ[kept_{−1}] = 1): the respaced process
+/// over `kept` (ascending), from ᾱ ratios — never from β at t−1. float64 [K].
+at::Tensor respaced_betas(const at::Tensor& alpha_bar64, const std::vector<int64_t>& kept);
+
+}  // namespace ddpm

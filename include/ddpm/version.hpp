@@ -1,0 +1,7 @@
+#pragma once
+#include <string>
+
+namespace ddpm {
+/// The library's version, "MAJOR.MINOR.PATCH".
+std::string version();
+}  // namespace ddpm

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs, only when missing, the Debian packages libddpm needs. Idempotent.
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
+          libgloo-dev libopenblas0-pthread dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-deps: all dependencies present"
+  exit 0
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO=(sudo)
+else
+  echo "setup-deps: need root to install packages. Run:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,30 @@
+#pragma once
+// What every tool shares: --device, --threads, --log-level, --version, and the
+// mapping of exceptions to one-line errors and exit codes.
+#include <CLI/CLI.hpp>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <string>
+
+namespace ddpm::cli {
+
+struct RuntimeOptions {
+  std::string device = "auto";
+  int threads = 0;  // 0 = all cores
+  std::string log_level = "info";
+};
+
+/// Adds --device, --threads, --log-level and --version to `app`.
+void add_runtime_options(CLI::App& app, RuntimeOptions& options);
+
+/// Sets the log level and thread count, and resolves the device.
+/// Throws std::invalid_argument for a bad --device or --log-level.
+c10::Device apply_runtime(const RuntimeOptions& options);
+
+/// Parses argv into `app` and runs `body`. Exit codes: what body returns;
+/// 2 for a CLI11 parse error or std::invalid_argument (bad input, one line on stderr);
+/// 1 for any other exception (one line on stderr).
+int run_app(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+}  // namespace ddpm::cli
