@@ -112,6 +112,23 @@ Config config_from_toml(const std::string& text) {
   return config;
 }
 
+Config config_from_args(const std::vector<std::string>& args) {
+  Config config;
+  CLI::App app;
+  app.set_config("--config");
+  cli::add_config_options(app, config);
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  try {
+    app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
+  } catch (const CLI::Error& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    throw std::invalid_argument(msg);
+  }
+  config.resolve();
+  return config;
+}
+
 Config config_from_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::invalid_argument("config file '" + path + "': cannot be opened");

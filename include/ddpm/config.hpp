@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ddpm/data.hpp"
 #include "ddpm/diffusion.hpp"
@@ -76,6 +77,10 @@ std::string config_to_toml(const Config& config);
 /// Parses TOML text with the same bindings; keys absent keep their defaults.
 /// Throws std::invalid_argument (one line) for an unknown key or a bad value.
 Config config_from_toml(const std::string& text);
+/// Parses command-line style arguments (without the program name) with the same bindings,
+/// e.g. {"--config", "run.toml", "--lr", "1e-3"}: --config reads a TOML file and options
+/// given as arguments override it. Throws std::invalid_argument (one line).
+Config config_from_args(const std::vector<std::string>& args);
 /// Reads a TOML file. Throws std::invalid_argument naming the file.
 Config config_from_file(const std::string& path);
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <utility>
 
@@ -78,6 +79,11 @@ void forward_options(CLI::App& app, const std::shared_ptr<CLI::App>& from,
         ->capture_default_str()
         ->group(o->get_group());
   }
+}
+
+void exact_default(CLI::App& app, const std::string& name, std::optional<double>& v) {
+  if (auto* opt = app.get_option_no_throw(name))
+    opt->default_function([&v] { return v ? exact(*v) : std::string(); })->capture_default_str();
 }
 
 }  // namespace
@@ -172,6 +178,8 @@ void add_config_options(CLI::App& app, Config& c) {
                              {"--dynamic-threshold-percentile", &c.sample.dynamic_threshold_percentile},
                              {"--corrector-snr", &c.sample.corrector_snr}})
     exact_default(app, name, *field);
+  exact_default(app, "--logsnr-max", c.schedule.logsnr_max);
+  exact_default(app, "--logsnr-min", c.schedule.logsnr_min);
   recapture_defaults(app);
 }
 
