@@ -126,7 +126,7 @@ ddpm::UNetConfig tiny_config() {
 // plus training keys that ddpm-bench must ignore.
 std::string tiny_toml() {
   return "# tiny test model\n"
-         "image-channels = 1\n"
+         "channels = 1\n"
          "image-size = 8\n"
          "learned-variance = true\n"
          "base-channels = 8\n"
@@ -169,7 +169,7 @@ double positive(const std::map<std::string, Value>& j, const std::string& key) {
 }
 
 TEST_F(BenchTool, Fp32JsonHasEveryKeyWithConsistentValues) {
-  const auto r = run_command(exe_ + " --config " + config_ + " --batch-size 3 --iters 2 --warmup 1 --threads 2 --device cpu");
+  const auto r = run_command(exe_ + " --config " + config_ + " --batch-size 3 --iters 2 --warmup 1 --threads 1 --device cpu");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto line = json_line(r.output);
   ASSERT_FALSE(line.empty()) << r.output;
@@ -180,7 +180,7 @@ TEST_F(BenchTool, Fp32JsonHasEveryKeyWithConsistentValues) {
   EXPECT_EQ(j.at("dtype").text, "fp32");
   EXPECT_EQ(j.at("device").text, "cpu");
   EXPECT_EQ(j.at("batch_size").number, 3);
-  EXPECT_EQ(j.at("threads").number, 2);
+  EXPECT_EQ(j.at("threads").number, 1);
   EXPECT_EQ(j.at("channels_last").kind, Value::Bool);
   EXPECT_FALSE(j.at("channels_last").boolean);
 
@@ -208,7 +208,7 @@ TEST_F(BenchTool, Fp32JsonHasEveryKeyWithConsistentValues) {
 TEST_F(BenchTool, ModelNameResolvesAndBf16IsMeasuredOrReportedUnsupported) {
   // --model NAME finds NAME.toml in $DDPM_CONFIG_DIR; channels_last and bf16 take the other paths.
   const auto r = run_command("DDPM_CONFIG_DIR=" + dir_ + " " + exe_ +
-                             " --model tiny --batch-size 2 --iters 2 --warmup 1 --threads 2 --device cpu"
+                             " --model tiny --batch-size 2 --iters 2 --warmup 1 --threads 1 --device cpu"
                              " --dtype bf16 --channels-last");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = parse_flat_json(json_line(r.output));

@@ -32,7 +32,7 @@ struct BenchOptions {
   std::string model;        // --model NAME
   int64_t batch_size = 8;
   std::string dtype = "fp32";
-  bool channels_last = false;
+  std::vector<int64_t> image_size{32};
   int warmup = 2;
   int iters = 10;
 };
@@ -179,7 +179,11 @@ int bench_main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "fp32 | bf16 (bf16 = autocast mixed precision)")
       ->capture_default_str()
       ->transform(CLI::IsMember({"fp32", "bf16", "float32", "bfloat16"}));
-  app.add_flag("--channels-last,!--no-channels-last", o.channels_last, "run the model in channels_last memory format");
+  // ddpm-train owns these two; the bench reads the same keys.
+  app.add_option("--image-size", o.image_size, "image height and width (one value: square)")
+      ->expected(1, 2)
+      ->capture_default_str();
+  app.add_option("--channels", model_config.image_channels, "image channels: 1, 3 or 4")->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed steps before timing")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--iters", o.iters, "timed steps (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
 
@@ -195,8 +199,11 @@ int bench_main(int argc, char** argv) {
     bench::Target target;
     target.device = device;
     target.dtype = (o.dtype == "bf16" || o.dtype == "bfloat16") ? c10::kBFloat16 : c10::kFloat;
-    target.channels_last = o.channels_last;
-    model_config.channels_last = o.channels_last;
+    target.channels_last = model_config.channels_last;  // --channels-last is a model option
+    if (o.image_size.empty() || o.image_size.size() > 2)
+      throw std::invalid_argument("--image-size: expected one or two sizes");
+    model_config.image_height = o.image_size.front();
+    model_config.image_width = o.image_size.back();
     model_config.validate();
 
     auto config_file = app.get_option("--config")->as<std::string>();
@@ -207,7 +214,10 @@ int bench_main(int argc, char** argv) {
     json.add("batch_size", o.batch_size);
     json.add("device", device.str());
     json.add("dtype", target.dtype == c10::kBFloat16 ? "bf16" : "fp32");
-    json.add("channels_last", o.channels_last);
+    json.add("channels_last", model_config.channels_last);
+    json.add("image_size", std::to_string(model_config.image_channels) + "x" +
+                               std::to_string(model_config.image_height) + "x" +
+                               std::to_string(model_config.image_width));
     json.add("threads", static_cast<int64_t>(at::get_num_threads()));
     json.add("torch_version", TORCH_VERSION);
     json.add("warmup", o.warmup);
