@@ -85,18 +85,15 @@ TEST(ScheduleCli, PrintsEveryReferenceCase) {
 }
 
 TEST(ScheduleCli, BadParametersExitTwoNamingTheParameter) {
+  // The list (each tool start loads LibTorch, so the rest is left to test_schedule).
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--timesteps 1", "timesteps"},
       {"--beta-start 0.03", "beta-start"},
-      {"--beta-start 0", "beta-start"},
       {"--beta-end 1.5", "beta-end"},
       {"--input-scale 0", "input-scale"},
-      {"--input-scale -2", "input-scale"},
       {"--schedule exponential", "exponential"},
       {"--schedule sigmoid --sigmoid-tau 0", "sigmoid-tau"},
-      {"--schedule sigmoid --sigmoid-start 4", "sigmoid-start"},
       {"--schedule cosine-logsnr --logsnr-max -20", "logsnr-max"},
-      {"--schedule cosine --cosine-s -1", "cosine-s"},
       {"--timesteps ten", "timesteps"},
   };
   for (const auto& [flags, name] : cases) {
