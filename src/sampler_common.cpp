@@ -50,7 +50,8 @@ SamplerRun::Estimate SamplerRun::estimate(const at::Tensor& x, int64_t t, bool p
                              " for input " + shape_string(x.sizes()));
   if (out.scalar_type() != x.scalar_type() || out.device() != x.device()) out = out.to(x.options());
 
-  const at::Tensor ab = at::scalar_tensor(alpha_bar(t), x.options());
+  // ᾱ as a float64 scalar: the conversions take their coefficients from it in float64.
+  const at::Tensor ab = at::scalar_tensor(alpha_bar(t), x.options().dtype(at::kDouble));
   Estimate e;
   e.x0 = predict_x0(config_.prediction, x, out, ab);
   if (process && (config_.dynamic_threshold || config_.clip_x0)) {

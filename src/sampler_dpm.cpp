@@ -4,7 +4,8 @@
 //   second order: D = (1 + 1/(2r)) D_s − 1/(2r) D_prev, r = h_prev / h, same update with D.
 // The first step is first order (no history). Like diffusers' DPMSolverMultistepScheduler
 // (final_sigmas_type "zero", lower_order_final), the last step goes to σ = 0 in first
-// order, which gives x̂₀ at the smallest kept timestep.
+// order, which gives x̂₀ at the smallest kept timestep. With the corrector on, every step
+// is first order (= DDIM η = 0): the history no longer lies on one trajectory.
 #include <cmath>
 #include <limits>
 
@@ -44,7 +45,12 @@ at::Tensor sample_dpmpp_2m(SamplerRun& run, const std::vector<int64_t>& kept, at
       x = x * sigma_ratio + d * coef_d;
       d_prev = e.x0;
       h_prev = h;
-      run.correct(x, t);
+      if (run.config().corrector) {
+        run.correct(x, t);
+        // The Langevin moves leave the ODE trajectory that D_prev belongs to; extrapolating
+        // through it would inflate the noise, so the next step restarts in first order.
+        d_prev = at::Tensor();
+      }
     }
     if (!run.report(K - k, K, x)) return e.x0;
   }
