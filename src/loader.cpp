@@ -112,17 +112,25 @@ struct DataLoader::Impl {
     return job;
   }
 
+  // Plain loops rather than ATen ops: a worker thread must not start ATen's
+  // intra-op thread pool (that would oversubscribe the cores the training uses).
   at::Tensor build(const Job& job) const {
     const int64_t c = dataset->channels(), h = dataset->height(), w = dataset->width();
-    at::Tensor batch = at::empty({batch_size, c, h, w}, at::TensorOptions().dtype(at::kByte));
+    at::Tensor batch = at::empty({batch_size, c, h, w}, at::TensorOptions().dtype(at::kFloat));
+    float* out = batch.data_ptr<float>();
     for (int64_t k = 0; k < batch_size; ++k) {
       at::Tensor image = dataset->get(job.index[k]);
-      if (image.dim() != 3 || image.size(0) != c || image.size(1) != h || image.size(2) != w)
+      if (image.dim() != 3 || image.size(0) != c || image.size(1) != h || image.size(2) != w ||
+          image.scalar_type() != at::kByte)
         throw std::runtime_error("data loader: dataset image " + std::to_string(job.index[k]) +
-                                 " does not have the dataset's shape");
-      batch[k].copy_(job.flip[k] ? image.flip({2}) : image);
+                                 " is not uint8 with the dataset's shape");
+      image = image.contiguous();
+      const uint8_t* in = image.data_ptr<uint8_t>();
+      for (int64_t row = 0; row < c * h; ++row, in += w, out += w)
+        for (int64_t x = 0; x < w; ++x)
+          out[x] = static_cast<float>(in[job.flip[k] ? w - 1 - x : x]) / 127.5f - 1.f;  // exact at 0 and 255
     }
-    return batch.to(at::kFloat).div_(127.5).sub_(1.0);  // [0, 255] → [−1, 1], exact at both ends
+    return batch;
   }
 
   void worker_loop() {
