@@ -81,6 +81,15 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 
   // The kept timesteps, ascending; all T for plain ancestral sampling.
   const auto kept = timestep_subset(T, config.resolved_steps(T), parse_spacing(config.spacing));
+  // ε-prediction cannot give x̂₀ where ᾱ = 0 (zero terminal SNR, Lin et al. 2024 §3.2).
+  if (config.prediction == Prediction::Epsilon) {
+    const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+    for (int64_t t : kept)
+      if (ab.data_ptr<double>()[t] <= 0.0)
+        throw std::invalid_argument("prediction: epsilon cannot be sampled at timestep " + std::to_string(t) +
+                                    ", where alpha_bar = 0 (zero terminal SNR); use v or x0 prediction, or "
+                                    "--spacing leading");
+  }
   detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, progress, on_step);
   at::Tensor x = run.initial();
   if (config.kind == "ddpm") return detail::sample_ancestral(run, kept, x);

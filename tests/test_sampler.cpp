@@ -388,6 +388,40 @@ TEST(Sampler, DeterministicSamplersMapEachNoiseToItsImage) {
   }
 }
 
+// Zero terminal SNR (ᾱ_{T−1} = 0, λ = −∞): v-prediction samples fine and follows the exact
+// law (DPM-Solver++'s first step has h = ∞); ε-prediction is refused, naming the option.
+TEST(Sampler, ZeroTerminalSnrWithVPrediction) {
+  ddpm::set_threads(1);
+  ddpm::ScheduleConfig sc;
+  sc.zero_terminal_snr = true;
+  const ddpm::NoiseSchedule schedule(sc);
+  ASSERT_EQ(schedule.alpha_bar64[999].item<double>(), 0.0);
+  const auto ab = to_vector(schedule.alpha_bar64);
+  for (const Case& c : {Case{"ddpm", "ddpm", 1000}, Case{"ddim", "ddim", 50, "trailing"},
+                        Case{"dpm", "dpm++2m", 20, "trailing"}}) {
+    ExactDenoiser exact(schedule, kMu, kSd, Prediction::V);
+    ddpm::SamplerConfig config;
+    config.kind = c.kind;
+    config.steps = c.steps;
+    config.spacing = c.spacing;
+    config.prediction = Prediction::V;
+    const at::Tensor x = ddpm::sample(schedule, as_denoiser(exact), config, 4096, 3, 1, 1).to(at::kDouble);
+    ASSERT_TRUE(at::isfinite(x).all().item<bool>()) << c.kind;
+    for (int64_t ch = 0; ch < 3; ++ch) {
+      const Law law = exact_law(ab, c, kMu[ch], kSd[ch]);
+      EXPECT_NEAR(x.select(1, ch).mean().item<double>(), law.mean, 0.05) << c.kind << " channel " << ch;
+      EXPECT_NEAR(x.select(1, ch).std().item<double>() / law.sd, 1.0, 0.05) << c.kind << " channel " << ch;
+    }
+    config.prediction = Prediction::Epsilon;
+    try {
+      ddpm::sample(schedule, as_denoiser(exact), config, 1, 1, 1, 1);
+      ADD_FAILURE() << "epsilon at alpha_bar = 0 accepted (" << c.kind << ")";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("prediction"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Sampler, DdimEtaZeroIsDeterministicAndAncestralIsNot) {
   const auto schedule = make_schedule("cosine");
   ExactDenoiser exact(schedule, kMu, kSd, Prediction::Epsilon);
