@@ -2,6 +2,7 @@
 #include "ddpm/sampler.hpp"
 
 #include <ATen/TensorOperators.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -72,6 +73,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
                   const StepFn& on_step) {
   const int64_t T = schedule.num_timesteps();
   config.validate(T);
+  c10::NoGradGuard no_grad;  // sampling never needs a graph, whatever the denoiser's weights
   if (!denoiser) throw std::invalid_argument("sample: no denoiser given");
   if (n < 1) throw std::invalid_argument("sample: number of images must be at least 1, got " + std::to_string(n));
   if (channels < 1 || height < 1 || width < 1)

@@ -530,6 +530,27 @@ TEST(NoiseStream, IsStandardNormalAndReproducible) {
   EXPECT_LT(std::abs((img0 * img1).mean().item<double>()), 0.03);
 }
 
+TEST(NoiseStream, SameNumbersWithAnyThreadCount) {
+  // 64 images of 3×32×32: large enough to be split over threads.
+  ddpm::set_threads(1);
+  const at::Tensor one = ddpm::NoiseStream(5, 0, 64, {3, 32, 32}).next();
+  ddpm::set_threads(2);
+  const at::Tensor two = ddpm::NoiseStream(5, 0, 64, {3, 32, 32}).next();
+  ddpm::set_threads(1);
+  EXPECT_TRUE(at::equal(one, two));
+}
+
+TEST(Sampler, BuildsNoAutogradGraph) {
+  // A denoiser with trainable weights (as in the trainer's sample grids) must not make the
+  // sampler record a graph through hundreds of steps.
+  const auto schedule = make_schedule("linear", 20);
+  const at::Tensor w = at::full({1}, 0.5).set_requires_grad(true);
+  const ddpm::Denoiser with_weights = [&](const at::Tensor& x, const at::Tensor&) { return x * w; };
+  ddpm::SamplerConfig config;
+  const at::Tensor x = ddpm::sample(schedule, with_weights, config, 2, 1, 2, 2);
+  EXPECT_FALSE(x.requires_grad());
+}
+
 // ------------------------------------------------------------ corrector, early stop, clipping
 
 // Langevin steps with the exact score move samples towards the marginal of their noise
