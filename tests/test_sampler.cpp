@@ -352,6 +352,30 @@ TEST(Sampler, DdimMatchesEquation12) {
   EXPECT_LT((got.to(at::kDouble) - x).abs().max().item<double>(), 1e-3);
 }
 
+// Song et al. 2021 §4.1: DDIM with η = 1 is the ancestral sampler of the (respaced)
+// process with the posterior variance. Two different update formulas, same noise order:
+// the same images.
+TEST(Sampler, DdimEtaOneIsRespacedAncestral) {
+  const auto schedule = make_schedule("cosine");
+  for (Prediction p : {Prediction::Epsilon, Prediction::V}) {
+    for (std::string spacing : {"leading", "trailing"}) {
+      ExactDenoiser exact(schedule, kMu, kSd, p);
+      ddpm::SamplerConfig ddim;
+      ddim.kind = "ddim";
+      ddim.eta = 1.0;
+      ddim.steps = 40;
+      ddim.spacing = spacing;
+      ddim.prediction = p;
+      ddim.seed = 17;
+      ddpm::SamplerConfig ancestral = ddim;
+      ancestral.kind = "ddpm";
+      const at::Tensor a = ddpm::sample(schedule, as_denoiser(exact), ddim, 32, 3, 2, 2);
+      const at::Tensor b = ddpm::sample(schedule, as_denoiser(exact), ancestral, 32, 3, 2, 2);
+      EXPECT_LT((a - b).abs().max().item<float>(), 1e-4) << name_of(p) << " " << spacing;
+    }
+  }
+}
+
 // DDIM η = 0 and DPM-Solver++ are deterministic: on Gaussian data each output is the
 // affine image c + w·x_T of its own x_T, with (c, w) from the exact law above.
 TEST(Sampler, DeterministicSamplersMapEachNoiseToItsImage) {
