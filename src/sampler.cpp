@@ -2,6 +2,7 @@
 #include "ddpm/sampler.hpp"
 
 #include <ATen/TensorOperators.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -72,6 +73,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
                   const StepFn& on_step) {
   const int64_t T = schedule.num_timesteps();
   config.validate(T);
+  c10::NoGradGuard no_grad;  // sampling never needs a graph, whatever the denoiser's weights
   if (!denoiser) throw std::invalid_argument("sample: no denoiser given");
   if (n < 1) throw std::invalid_argument("sample: number of images must be at least 1, got " + std::to_string(n));
   if (channels < 1 || height < 1 || width < 1)
@@ -81,6 +83,15 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 
   // The kept timesteps, ascending; all T for plain ancestral sampling.
   const auto kept = timestep_subset(T, config.resolved_steps(T), parse_spacing(config.spacing));
+  // ε-prediction cannot give x̂₀ where ᾱ = 0 (zero terminal SNR, Lin et al. 2024 §3.2).
+  if (config.prediction == Prediction::Epsilon) {
+    const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+    for (int64_t t : kept)
+      if (ab.data_ptr<double>()[t] <= 0.0)
+        throw std::invalid_argument("prediction: epsilon cannot be sampled at timestep " + std::to_string(t) +
+                                    ", where alpha_bar = 0 (zero terminal SNR); use v or x0 prediction, or "
+                                    "--spacing leading");
+  }
   detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, progress, on_step);
   at::Tensor x = run.initial();
   if (config.kind == "ddpm") return detail::sample_ancestral(run, kept, x);

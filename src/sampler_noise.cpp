@@ -1,7 +1,10 @@
 // The samplers' per-image noise: one xoshiro256++ stream per image, seeded from
 // (seed, image index) through SplitMix64, normals by Box–Muller. Kept independent of
 // LibTorch's generators so that a seed means the same images on every LibTorch version.
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <stdexcept>
@@ -65,17 +68,22 @@ at::Tensor NoiseStream::next() {
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
   float* data = out.data_ptr<float>();
   constexpr double two_pi = 6.283185307179586476925;
-  for (size_t k = 0; k < states_.size(); ++k) {
-    auto& st = states_[k];
-    float* img = data + static_cast<int64_t>(k) * per_image;
-    // Box–Muller pairs; an odd last value discards its partner, so every draw starts fresh.
-    for (int64_t j = 0; j < per_image; j += 2) {
-      const double r = std::sqrt(-2.0 * std::log(uniform_open0(st)));
-      const double theta = two_pi * uniform_open0(st);
-      img[j] = static_cast<float>(r * std::cos(theta));
-      if (j + 1 < per_image) img[j + 1] = static_cast<float>(r * std::sin(theta));
+  // Images are independent streams, so they may be filled in parallel without changing a
+  // bit; chunks of ≥ 16k values keep small draws on one thread.
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(per_image, 1));
+  at::parallel_for(0, static_cast<int64_t>(states_.size()), grain, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      auto& st = states_[static_cast<size_t>(k)];
+      float* img = data + k * per_image;
+      // Box–Muller pairs; an odd last value discards its partner, so every draw starts fresh.
+      for (int64_t j = 0; j < per_image; j += 2) {
+        const double r = std::sqrt(-2.0 * std::log(uniform_open0(st)));
+        const double theta = two_pi * uniform_open0(st);
+        img[j] = static_cast<float>(r * std::cos(theta));
+        if (j + 1 < per_image) img[j + 1] = static_cast<float>(r * std::sin(theta));
+      }
     }
-  }
+  });
   return out;
 }
 

@@ -212,70 +212,70 @@ Law exact_law(const std::vector<double>& ab_table, const Case& cs, double mu, do
   return {x.c, std::sqrt(x.w * x.w + x.V), x.w};
 }
 
-using StatParam = std::tuple<std::string, Prediction, Case>;
-
-class SamplerStatistics : public ::testing::TestWithParam<StatParam> {};
+class SamplerStatistics : public ::testing::TestWithParam<Case> {};
 
 // Two checks per channel: (1) the samples follow the exact law of the discretised sampler
 // (mean within 0.05, sd within 5%); (2) where that law is within 2% of the data (always
 // at 1000 ancestral steps), they reproduce the data: mean within 0.05, sd within 5%.
 // Few-step samplers are biased on narrow data (e.g. DDIM η = 0, 50 steps, s = 0.2: sd
 // −12% on the linear schedule): a property of the discretisation, checked by (1).
+// Each case runs on the linear and cosine schedules with ε, x₀ and v prediction.
 TEST_P(SamplerStatistics, ReproducesGaussianData) {
   ddpm::set_threads(1);  // elementwise work on 12k values: one thread is fastest here
-  const auto& [schedule_kind, prediction, c] = GetParam();
-  const auto schedule = make_schedule(schedule_kind);
-  ddpm::SamplerConfig config;
-  config.kind = c.kind;
-  config.steps = c.steps;
-  config.spacing = c.spacing;
-  config.eta = c.eta;
-  config.variance = c.variance;
-  config.prediction = prediction;
-  config.seed = 1234;
-  int64_t calls = 0;
-  ExactDenoiser exact(schedule, kMu, kSd, prediction);
-  const ddpm::Denoiser counted = [&](const at::Tensor& x, const at::Tensor& t) {
-    ++calls;
-    return exact(x, t);
-  };
-  const at::Tensor x = ddpm::sample(schedule, counted, config, 4096, 3, 1, 1);
-  EXPECT_EQ(x.sizes(), at::IntArrayRef({4096, 3, 1, 1}));
-  EXPECT_EQ(calls, c.steps);
-  ASSERT_TRUE(at::isfinite(x).all().item<bool>());
+  const Case& c = GetParam();
+  for (std::string schedule_kind : {"linear", "cosine"}) {
+    const auto schedule = make_schedule(schedule_kind);
+    const auto ab = to_vector(schedule.alpha_bar64);
+    for (Prediction prediction : {Prediction::Epsilon, Prediction::X0, Prediction::V}) {
+      SCOPED_TRACE(schedule_kind + " schedule, " + name_of(prediction) + " prediction");
+      ddpm::SamplerConfig config;
+      config.kind = c.kind;
+      config.steps = c.steps;
+      config.spacing = c.spacing;
+      config.eta = c.eta;
+      config.variance = c.variance;
+      config.prediction = prediction;
+      config.seed = 1234;
+      int64_t calls = 0;
+      ExactDenoiser exact(schedule, kMu, kSd, prediction);
+      const ddpm::Denoiser counted = [&](const at::Tensor& x, const at::Tensor& t) {
+        ++calls;
+        return exact(x, t);
+      };
+      const at::Tensor x = ddpm::sample(schedule, counted, config, 4096, 3, 1, 1);
+      EXPECT_EQ(x.sizes(), at::IntArrayRef({4096, 3, 1, 1}));
+      EXPECT_EQ(calls, c.steps);
+      ASSERT_TRUE(at::isfinite(x).all().item<bool>());
 
-  const auto ab = to_vector(schedule.alpha_bar64);
-  const at::Tensor per_channel = x.to(at::kDouble).transpose(0, 1).reshape({3, -1});
-  int truth_checks = 0;
-  for (size_t ch = 0; ch < kMu.size(); ++ch) {
-    const double m = per_channel[ch].mean().item<double>(), sd = per_channel[ch].std().item<double>();
-    const Law law = exact_law(ab, c, kMu[ch], kSd[ch]);
-    const std::string where = c.name + " channel " + std::to_string(ch) + " (mu " + std::to_string(kMu[ch]) +
-                              ", s " + std::to_string(kSd[ch]) + "): law " + std::to_string(law.mean) + " ± " +
-                              std::to_string(law.sd) + ", samples " + std::to_string(m) + " ± " + std::to_string(sd);
-    EXPECT_NEAR(m, law.mean, 0.05) << where;
-    EXPECT_NEAR(sd / law.sd, 1.0, 0.05) << where;
-    if (std::abs(law.sd / kSd[ch] - 1.0) < 0.02 && std::abs(law.mean - kMu[ch]) < 0.02) {
-      ++truth_checks;
-      EXPECT_NEAR(m, kMu[ch], 0.05) << where;
-      EXPECT_NEAR(sd / kSd[ch], 1.0, 0.05) << where;
+      const at::Tensor per_channel = x.to(at::kDouble).transpose(0, 1).reshape({3, -1});
+      int truth_checks = 0;
+      for (size_t ch = 0; ch < kMu.size(); ++ch) {
+        const double m = per_channel[ch].mean().item<double>(), sd = per_channel[ch].std().item<double>();
+        const Law law = exact_law(ab, c, kMu[ch], kSd[ch]);
+        const std::string where = "channel " + std::to_string(ch) + " (mu " + std::to_string(kMu[ch]) + ", s " +
+                                  std::to_string(kSd[ch]) + "): law " + std::to_string(law.mean) + " ± " +
+                                  std::to_string(law.sd) + ", samples " + std::to_string(m) + " ± " +
+                                  std::to_string(sd);
+        EXPECT_NEAR(m, law.mean, 0.05) << where;
+        EXPECT_NEAR(sd / law.sd, 1.0, 0.05) << where;
+        if (std::abs(law.sd / kSd[ch] - 1.0) < 0.02 && std::abs(law.mean - kMu[ch]) < 0.02) {
+          ++truth_checks;
+          EXPECT_NEAR(m, kMu[ch], 0.05) << where;
+          EXPECT_NEAR(sd / kSd[ch], 1.0, 0.05) << where;
+        }
+      }
+      if (c.steps == 1000) EXPECT_EQ(truth_checks, 3) << "1000 ancestral steps must match the data itself";
     }
   }
-  if (c.steps == 1000) EXPECT_EQ(truth_checks, 3) << "1000 ancestral steps must match the data itself";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, SamplerStatistics,
-    ::testing::Combine(::testing::Values("linear", "cosine"),
-                       ::testing::Values(Prediction::Epsilon, Prediction::X0, Prediction::V),
-                       ::testing::ValuesIn(cases())),
-    [](const ::testing::TestParamInfo<StatParam>& info) {
-      std::string n = std::get<0>(info.param) + "_" + name_of(std::get<1>(info.param)) + "_" +
-                      std::get<2>(info.param).name;
-      for (auto& ch : n)
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(All, SamplerStatistics, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           std::string n = info.param.name;
+                           for (auto& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
 
 // The law computation itself against hand-derivable facts: for N(0, 1) data every
 // marginal is N(0, 1) and DDIM η = 0 shrinks by the cosine of the angle between the
@@ -352,6 +352,30 @@ TEST(Sampler, DdimMatchesEquation12) {
   EXPECT_LT((got.to(at::kDouble) - x).abs().max().item<double>(), 1e-3);
 }
 
+// Song et al. 2021 §4.1: DDIM with η = 1 is the ancestral sampler of the (respaced)
+// process with the posterior variance. Two different update formulas, same noise order:
+// the same images.
+TEST(Sampler, DdimEtaOneIsRespacedAncestral) {
+  const auto schedule = make_schedule("cosine");
+  for (Prediction p : {Prediction::Epsilon, Prediction::V}) {
+    for (std::string spacing : {"leading", "trailing"}) {
+      ExactDenoiser exact(schedule, kMu, kSd, p);
+      ddpm::SamplerConfig ddim;
+      ddim.kind = "ddim";
+      ddim.eta = 1.0;
+      ddim.steps = 40;
+      ddim.spacing = spacing;
+      ddim.prediction = p;
+      ddim.seed = 17;
+      ddpm::SamplerConfig ancestral = ddim;
+      ancestral.kind = "ddpm";
+      const at::Tensor a = ddpm::sample(schedule, as_denoiser(exact), ddim, 32, 3, 2, 2);
+      const at::Tensor b = ddpm::sample(schedule, as_denoiser(exact), ancestral, 32, 3, 2, 2);
+      EXPECT_LT((a - b).abs().max().item<float>(), 1e-4) << name_of(p) << " " << spacing;
+    }
+  }
+}
+
 // DDIM η = 0 and DPM-Solver++ are deterministic: on Gaussian data each output is the
 // affine image c + w·x_T of its own x_T, with (c, w) from the exact law above.
 TEST(Sampler, DeterministicSamplersMapEachNoiseToItsImage) {
@@ -384,6 +408,40 @@ TEST(Sampler, DeterministicSamplersMapEachNoiseToItsImage) {
                     .max()
                     .item<double>(),
                 0.1);
+    }
+  }
+}
+
+// Zero terminal SNR (ᾱ_{T−1} = 0, λ = −∞): v-prediction samples fine and follows the exact
+// law (DPM-Solver++'s first step has h = ∞); ε-prediction is refused, naming the option.
+TEST(Sampler, ZeroTerminalSnrWithVPrediction) {
+  ddpm::set_threads(1);
+  ddpm::ScheduleConfig sc;
+  sc.zero_terminal_snr = true;
+  const ddpm::NoiseSchedule schedule(sc);
+  ASSERT_EQ(schedule.alpha_bar64[999].item<double>(), 0.0);
+  const auto ab = to_vector(schedule.alpha_bar64);
+  for (const Case& c : {Case{"ddpm", "ddpm", 1000}, Case{"ddim", "ddim", 50, "trailing"},
+                        Case{"dpm", "dpm++2m", 20, "trailing"}}) {
+    ExactDenoiser exact(schedule, kMu, kSd, Prediction::V);
+    ddpm::SamplerConfig config;
+    config.kind = c.kind;
+    config.steps = c.steps;
+    config.spacing = c.spacing;
+    config.prediction = Prediction::V;
+    const at::Tensor x = ddpm::sample(schedule, as_denoiser(exact), config, 4096, 3, 1, 1).to(at::kDouble);
+    ASSERT_TRUE(at::isfinite(x).all().item<bool>()) << c.kind;
+    for (int64_t ch = 0; ch < 3; ++ch) {
+      const Law law = exact_law(ab, c, kMu[ch], kSd[ch]);
+      EXPECT_NEAR(x.select(1, ch).mean().item<double>(), law.mean, 0.05) << c.kind << " channel " << ch;
+      EXPECT_NEAR(x.select(1, ch).std().item<double>() / law.sd, 1.0, 0.05) << c.kind << " channel " << ch;
+    }
+    config.prediction = Prediction::Epsilon;
+    try {
+      ddpm::sample(schedule, as_denoiser(exact), config, 1, 1, 1, 1);
+      ADD_FAILURE() << "epsilon at alpha_bar = 0 accepted (" << c.kind << ")";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("prediction"), std::string::npos) << e.what();
     }
   }
 }
@@ -494,6 +552,27 @@ TEST(NoiseStream, IsStandardNormalAndReproducible) {
   EXPECT_FALSE(at::equal(ddpm::NoiseStream(2, 0, 4, {3, 7, 7}).next(), draws[0]));
   const at::Tensor img0 = all.select(1, 0).flatten(), img1 = all.select(1, 1).flatten();
   EXPECT_LT(std::abs((img0 * img1).mean().item<double>()), 0.03);
+}
+
+TEST(NoiseStream, SameNumbersWithAnyThreadCount) {
+  // 64 images of 3×32×32: large enough to be split over threads.
+  ddpm::set_threads(1);
+  const at::Tensor one = ddpm::NoiseStream(5, 0, 64, {3, 32, 32}).next();
+  ddpm::set_threads(2);
+  const at::Tensor two = ddpm::NoiseStream(5, 0, 64, {3, 32, 32}).next();
+  ddpm::set_threads(1);
+  EXPECT_TRUE(at::equal(one, two));
+}
+
+TEST(Sampler, BuildsNoAutogradGraph) {
+  // A denoiser with trainable weights (as in the trainer's sample grids) must not make the
+  // sampler record a graph through hundreds of steps.
+  const auto schedule = make_schedule("linear", 20);
+  const at::Tensor w = at::full({1}, 0.5).set_requires_grad(true);
+  const ddpm::Denoiser with_weights = [&](const at::Tensor& x, const at::Tensor&) { return x * w; };
+  ddpm::SamplerConfig config;
+  const at::Tensor x = ddpm::sample(schedule, with_weights, config, 2, 1, 2, 2);
+  EXPECT_FALSE(x.requires_grad());
 }
 
 // ------------------------------------------------------------ corrector, early stop, clipping
