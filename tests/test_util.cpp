@@ -18,9 +18,19 @@ std::string env_or(const char* name, const std::string& fallback) {
 }
 }  // namespace
 
-std::string bin_dir() { return env_or("DDPM_BIN_DIR", "./"); }
-std::string source_dir() { return env_or("DDPM_SOURCE_DIR", "."); }
-std::string data_dir() { return env_or("DDPM_TEST_DATA", source_dir() + "/tests/data"); }
+#ifndef DDPM_DEFAULT_BIN_DIR
+#define DDPM_DEFAULT_BIN_DIR "./"
+#endif
+#ifndef DDPM_DEFAULT_SOURCE_DIR
+#define DDPM_DEFAULT_SOURCE_DIR "."
+#endif
+#ifndef DDPM_DEFAULT_TEST_DATA
+#define DDPM_DEFAULT_TEST_DATA DDPM_DEFAULT_SOURCE_DIR "/tests/data"
+#endif
+
+std::string bin_dir() { return env_or("DDPM_BIN_DIR", DDPM_DEFAULT_BIN_DIR); }
+std::string source_dir() { return env_or("DDPM_SOURCE_DIR", DDPM_DEFAULT_SOURCE_DIR); }
+std::string data_dir() { return env_or("DDPM_TEST_DATA", DDPM_DEFAULT_TEST_DATA); }
 
 std::string make_temp_dir(const std::string& prefix) {
   static std::atomic<int> counter{0};

@@ -15,9 +15,14 @@ struct Image {
 };
 
 /// Loads PNG/JPEG/BMP/TGA/GIF (first frame). channels = 0 keeps the file's
-/// channel count; 1, 3 or 4 converts. Throws std::runtime_error naming the file.
+/// channel count (gray+alpha becomes RGBA); 1, 3 or 4 converts (stb_image's rules:
+/// gray = (77 R + 150 G + 29 B) >> 8, alpha dropped or set to 255).
+/// Throws std::runtime_error naming the file when it cannot be opened or decoded
+/// (including a truncated PNG, JPEG, BMP, TGA or GIF: stb_image alone would read
+/// zeros past the end of most of these).
 Image load_image(const std::string& path, int channels = 0);
-/// Resizes the shorter side to fit, then centre-crops to height × width.
+/// Resizes (stbir_resize_uint8) so that the image just covers height × width
+/// (the shorter side, relative to the target's aspect, fits), then centre-crops.
 Image resize_center_crop(const Image& image, int height, int width);
 /// Writes a PNG (1, 3 or 4 channels). Throws std::runtime_error naming the file.
 void save_png(const std::string& path, const Image& image);
@@ -27,7 +32,10 @@ Image image_from_tensor(const at::Tensor& chw_uint8);
 at::Tensor tensor_from_image(const Image& image);  ///< uint8 [C,H,W]
 
 /// [N,C,H,W] floats in [−1, 1] → one grid image with `nrow` images per row and
-/// `padding` pixels between them (torchvision's make_grid layout).
+/// `padding` pixels between them and around the border, pad value black
+/// (torchvision's make_grid layout; a single image gets no padding). Values are
+/// mapped with round(clamp((x + 1) / 2, 0, 1) · 255); NaN → mid-gray. C stays as
+/// given (1, 3 or 4; torchvision would turn 1 channel into 3).
 Image make_grid(const at::Tensor& images, int64_t nrow = 8, int64_t padding = 2);
 
 }  // namespace ddpm
