@@ -70,7 +70,7 @@ int run_sample(const SampleOptions& opt, SamplerConfig sampler, const RuntimeOpt
 
   const int64_t batches = (opt.n + opt.batch_size - 1) / opt.batch_size;
   std::vector<at::Tensor> images;
-  std::vector<std::vector<at::Tensor>> frames;  // [frame][image in first batch]
+  std::vector<at::Tensor> frames;  // one [rows, C, H, W] per kept step of the first batch
   std::unique_ptr<Progress> bar;
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t first = b * opt.batch_size;
