@@ -7,6 +7,8 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -25,12 +27,17 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
-// stb_image decodes a JPEG cut short without complaint (it pads the entropy-coded
-// data with zeros), so a truncated JPEG is detected here: the end-of-image marker
-// FF D9 must follow the last start-of-scan FF DA. (Inside entropy-coded data a 0xFF
-// byte is always stuffed as FF 00, so markers cannot appear there by accident.)
-bool jpeg_is_complete(const std::vector<uint8_t>& b) {
-  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return true;  // not a JPEG
+// stb_image decodes a JPEG, BMP, TGA or GIF cut short without complaint (it reads
+// zeros past the end), so truncation is detected here from each format's own
+// structure. Returns why the file is truncated, or "" when it is complete (or of a
+// format stb_image checks itself, such as PNG).
+uint32_t le16(const std::vector<uint8_t>& b, size_t i) { return b[i] | (b[i + 1] << 8); }
+uint32_t le32(const std::vector<uint8_t>& b, size_t i) { return le16(b, i) | (le16(b, i + 2) << 16); }
+
+std::string jpeg_truncation(const std::vector<uint8_t>& b) {
+  // The end-of-image marker FF D9 must follow the last start-of-scan FF DA. (In the
+  // entropy-coded data a 0xFF byte is always stuffed as FF 00, so markers cannot
+  // appear there by accident.)
   size_t last_sos = 0;
   bool eoi_after_sos = false;
   for (size_t i = 2; i + 1 < b.size(); ++i) {
@@ -42,7 +49,98 @@ bool jpeg_is_complete(const std::vector<uint8_t>& b) {
       eoi_after_sos = true;
     }
   }
-  return last_sos != 0 && eoi_after_sos;
+  return last_sos != 0 && eoi_after_sos ? "" : "truncated JPEG (no end-of-image marker after the scan)";
+}
+
+std::string bmp_truncation(const std::vector<uint8_t>& b) {
+  if (b.size() < 26) return "truncated BMP header";
+  const uint32_t offset = le32(b, 10), header = le32(b, 14);
+  int64_t w, h;
+  uint32_t bpp, compression = 0;
+  if (header == 12) {  // OS/2 BITMAPCOREHEADER
+    w = le16(b, 18), h = le16(b, 20), bpp = le16(b, 24);
+  } else {
+    if (b.size() < 34) return "truncated BMP header";
+    w = static_cast<int32_t>(le32(b, 18)), h = static_cast<int32_t>(le32(b, 22)), bpp = le16(b, 28);
+    compression = le32(b, 30);
+  }
+  if (compression != 0 && compression != 3 && compression != 6) return "";  // RLE: sizes vary
+  const int64_t stride = ((std::abs(w) * bpp + 31) / 32) * 4;
+  return static_cast<int64_t>(b.size()) < offset + stride * std::abs(h) ? "truncated BMP (pixel data cut short)" : "";
+}
+
+std::string tga_truncation(const std::vector<uint8_t>& b) {
+  if (b.size() < 18) return "truncated TGA header";
+  const int type = b[2];
+  const int64_t w = le16(b, 12), h = le16(b, 14), pixel_bytes = (b[16] + 7) / 8;
+  size_t pos = 18 + b[0];
+  if (b[1] == 1) pos += static_cast<size_t>(le16(b, 5)) * ((b[7] + 7) / 8);  // colour map
+  if (type == 1 || type == 2 || type == 3)
+    return static_cast<int64_t>(b.size()) < static_cast<int64_t>(pos) + w * h * pixel_bytes
+               ? "truncated TGA (pixel data cut short)"
+               : "";
+  if (type == 9 || type == 10 || type == 11) {  // run-length packets
+    for (int64_t pixels = 0; pixels < w * h;) {
+      if (pos >= b.size()) return "truncated TGA (run-length data cut short)";
+      const uint8_t packet = b[pos++];
+      const int64_t count = (packet & 0x7F) + 1;
+      pos += static_cast<size_t>((packet & 0x80) ? pixel_bytes : count * pixel_bytes);
+      pixels += count;
+    }
+    return pos > b.size() ? "truncated TGA (run-length data cut short)" : "";
+  }
+  return "";
+}
+
+std::string gif_truncation(const std::vector<uint8_t>& b) {
+  // Walk the blocks up to the end of the first image's data sub-blocks.
+  const char* cut = "truncated GIF (first frame cut short)";
+  if (b.size() < 13) return cut;
+  size_t pos = 13;
+  if (b[10] & 0x80) pos += 3u << ((b[10] & 7) + 1);  // global colour table
+  auto skip_sub_blocks = [&]() {
+    while (pos < b.size() && b[pos] != 0) pos += 1 + b[pos];
+    if (pos >= b.size()) return false;
+    ++pos;  // block terminator
+    return true;
+  };
+  while (pos < b.size()) {
+    if (b[pos] == 0x21) {  // extension: label, then sub-blocks
+      pos += 2;
+      if (!skip_sub_blocks()) return cut;
+    } else if (b[pos] == 0x2C) {  // image descriptor, local table, LZW code size, data
+      if (pos + 10 > b.size()) return cut;
+      const uint8_t packed = b[pos + 9];
+      pos += 10;
+      if (packed & 0x80) pos += 3u << ((packed & 7) + 1);
+      pos += 1;
+      return skip_sub_blocks() ? "" : cut;
+    } else {
+      return "";  // trailer or something stb_image will judge itself
+    }
+  }
+  return cut;
+}
+
+std::string png_truncation(const std::vector<uint8_t>& b) {
+  // Walk the chunks (length, type, data, CRC) to a complete IEND.
+  for (size_t pos = 8; pos + 12 <= b.size();) {
+    const size_t length = (size_t(b[pos]) << 24) | (b[pos + 1] << 16) | (b[pos + 2] << 8) | b[pos + 3];
+    if (std::memcmp(&b[pos + 4], "IEND", 4) == 0) return "";
+    pos += 12 + length;
+  }
+  return "truncated PNG (no complete IEND chunk)";
+}
+
+std::string truncation(const std::vector<uint8_t>& b, const std::string& path) {
+  if (b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0) return png_truncation(b);
+  if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) return jpeg_truncation(b);
+  if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return bmp_truncation(b);
+  if (b.size() >= 4 && std::memcmp(b.data(), "GIF8", 4) == 0) return gif_truncation(b);
+  std::string ext = path.size() >= 4 ? path.substr(path.size() - 4) : "";
+  for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == ".tga") return tga_truncation(b);
+  return "";
 }
 
 void check_channels(int channels, const char* what) {
@@ -56,7 +154,8 @@ Image load_image(const std::string& path, int channels) {
   if (channels != 0) check_channels(channels, ("load_image '" + path + "'").c_str());
   const std::vector<uint8_t> bytes = read_file(path);
   if (bytes.empty()) throw std::runtime_error("image file '" + path + "' is empty");
-  if (!jpeg_is_complete(bytes)) throw std::runtime_error("image file '" + path + "' is a truncated JPEG");
+  if (const std::string why = truncation(bytes, path); !why.empty())
+    throw std::runtime_error("cannot decode image file '" + path + "': " + why);
 
   int w = 0, h = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels))

@@ -335,19 +335,31 @@ TEST(Image, ErrorsNameTheFile) {
   std::ofstream{empty};
   EXPECT_NE(error_of([&] { ddpm::load_image(empty); }).find(empty), std::string::npos);
 
-  // Truncated PNG and JPEG: half the file.
+  // Truncated files of every format (stb_image itself accepts most of these cut
+  // short, reading zeros): half the file, and the file less its last byte.
   const auto im = smooth_image(32, 32, 3);
-  const std::string png = dir + "/full.png", jpg = dir + "/full.jpg";
+  const std::string png = dir + "/full.png", jpg = dir + "/full.jpg", bmp = dir + "/full.bmp",
+                    tga = dir + "/full.tga", rle = dir + "/rle.tga", gif = dir + "/full.gif";
   ddpm::save_png(png, im);
   ASSERT_TRUE(stbi_write_jpg(jpg.c_str(), 32, 32, 3, im.pixels.data(), 90));
-  for (const auto& full : {png, jpg}) {
-    auto bytes = read_bytes(full);
-    ASSERT_NO_THROW(ddpm::load_image(full));
-    bytes.resize(bytes.size() / 2);
-    const std::string cut = dir + "/cut" + full.substr(full.size() - 4);
-    write_bytes(cut, bytes);
-    const auto message = error_of([&] { ddpm::load_image(cut); });
-    EXPECT_NE(message.find(cut), std::string::npos) << "no error naming " << cut << ": '" << message << "'";
+  ASSERT_TRUE(stbi_write_bmp(bmp.c_str(), 32, 32, 3, im.pixels.data()));
+  stbi_write_tga_with_rle = 0;
+  ASSERT_TRUE(stbi_write_tga(tga.c_str(), 32, 32, 3, im.pixels.data()));
+  stbi_write_tga_with_rle = 1;
+  ASSERT_TRUE(stbi_write_tga(rle.c_str(), 32, 32, 3, im.pixels.data()));
+  write_bytes(gif, tiny_gif());
+  int n = 0;
+  for (const auto& full : {png, jpg, bmp, tga, rle, gif}) {
+    const auto bytes = read_bytes(full);
+    ASSERT_NO_THROW(ddpm::load_image(full)) << full;
+    // GIF: cut inside the first frame's data (the file holds two frames).
+    for (size_t keep : {bytes.size() / 2, full == gif ? size_t(38) : bytes.size() - 1}) {
+      const std::string cut = dir + "/cut" + std::to_string(n++) + full.substr(full.size() - 4);
+      write_bytes(cut, std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
+      const auto message = error_of([&] { ddpm::load_image(cut); });
+      EXPECT_NE(message.find(cut), std::string::npos)
+          << full << " cut to " << keep << " bytes: no error naming " << cut << ": '" << message << "'";
+    }
   }
 
   const std::string unwritable = dir + "/no/such/dir/out.png";

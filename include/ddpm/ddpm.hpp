@@ -1,5 +1,6 @@
 #pragma once
 // libddpm: denoising diffusion probabilistic models in C++.
+#include "ddpm/data.hpp"
 #include "ddpm/diffusion.hpp"
 #include "ddpm/image.hpp"
 #include "ddpm/runtime.hpp"

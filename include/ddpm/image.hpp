@@ -18,7 +18,8 @@ struct Image {
 /// channel count (gray+alpha becomes RGBA); 1, 3 or 4 converts (stb_image's rules:
 /// gray = (77 R + 150 G + 29 B) >> 8, alpha dropped or set to 255).
 /// Throws std::runtime_error naming the file when it cannot be opened or decoded
-/// (including a JPEG without its end-of-image marker, i.e. truncated).
+/// (including a truncated PNG, JPEG, BMP, TGA or GIF: stb_image alone would read
+/// zeros past the end of most of these).
 Image load_image(const std::string& path, int channels = 0);
 /// Resizes (stbir_resize_uint8) so that the image just covers height × width
 /// (the shorter side, relative to the target's aspect, fits), then centre-crops.
