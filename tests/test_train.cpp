@@ -1,0 +1,242 @@
+// The Trainer on tiny generated data: loss decreases, exact resume, NaN handling, samples,
+// the gradient hook, rank, stop flag, warm-up.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <vector>
+
+#include "ddpm/checkpoint.hpp"
+#include "ddpm/config.hpp"
+#include "ddpm/data.hpp"
+#include "ddpm/image.hpp"
+#include "ddpm/trainer.hpp"
+#include "test_util.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// 16 smooth 1×8×8 images: a bright disc at a different place in each.
+std::shared_ptr<ddpm::Dataset> tiny_images() {
+  at::Tensor images = at::zeros({16, 1, 8, 8}, at::kByte);
+  auto a = images.accessor<uint8_t, 4>();
+  for (int n = 0; n < 16; ++n) {
+    const double cy = 1.5 + (n / 4) * 1.5, cx = 1.5 + (n % 4) * 1.5;
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) {
+        const double d2 = (y - cy) * (y - cy) + (x - cx) * (x - cx);
+        a[n][0][y][x] = static_cast<uint8_t>(std::lround(255.0 * std::exp(-d2 / 3.0)));
+      }
+  }
+  return ddpm::make_tensor_dataset(images, "discs");
+}
+
+ddpm::Config tiny_config(const std::string& run_dir) {
+  ddpm::Config c = ddpm::config_from_file(ddpm::test::source_dir() + "/configs/tiny.toml");
+  c.set_shape(1, 8, 8);
+  c.train.run_dir = run_dir;
+  c.train.log_every = 1;
+  c.data.workers = 0;
+  return c;
+}
+
+
+double mean(const std::vector<double>& v, size_t from, size_t to) {
+  return std::accumulate(v.begin() + from, v.begin() + to, 0.0) / static_cast<double>(to - from);
+}
+
+}  // namespace
+
+TEST(Trainer, LossGoesDownOn16TinyImages) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-train");
+  ddpm::Config c = tiny_config(dir);
+  c.train.steps = 30;
+  c.train.lr = 2e-3;
+  std::vector<double> losses;
+  ddpm::TrainerOptions o;
+  o.write_files = false;
+  o.on_step = [&](const ddpm::StepStats& s) { losses.push_back(s.loss); };
+  ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+  EXPECT_EQ(trainer.fit(), 30);
+  ASSERT_EQ(losses.size(), 30u);
+  for (double l : losses) EXPECT_TRUE(std::isfinite(l));
+  const double first = mean(losses, 0, 5), last = mean(losses, 25, 30);
+  EXPECT_LT(last, 0.8 * first) << "first 5 steps " << first << ", last 5 steps " << last;
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoints"));  // write_files = false
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwise) {
+  auto base = ddpm::test::make_temp_dir("ddpm-resume");
+  auto configure = [&](const std::string& name, int64_t steps) {
+    ddpm::Config c = tiny_config(base + "/" + name);
+    c.train.steps = steps;
+    c.train.grad_accum = 2;   // two micro-batches per step
+    c.train.batch_size = 6;   // 16 images: batches straddle epochs' reshuffles
+    c.train.warmup_steps = 4;
+    c.train.ema_decay = 0.9;
+    c.data.hflip = true;
+    c.data.workers = 2;
+    c.model.dropout = 0.1;    // uses the global generator
+    return c;
+  };
+  auto run = [&](ddpm::Config c, const std::string& resume_from) {
+    std::vector<double> losses;
+    ddpm::TrainerOptions o;
+    o.on_step = [&](const ddpm::StepStats& s) { losses.push_back(s.loss); };
+    auto trainer = std::make_unique<ddpm::Trainer>(c, tiny_images(), c10::kCPU, o);
+    if (!resume_from.empty()) trainer->resume(resume_from);
+    trainer->fit();
+    return std::make_pair(losses, std::move(trainer));
+  };
+  auto [whole, a] = run(configure("whole", 7), "");
+  auto [part1, b1] = run(configure("split", 3), "");
+  auto [part2, b2] = run(configure("split", 7), base + "/split");
+  ASSERT_EQ(whole.size(), 7u);
+  ASSERT_EQ(part1.size(), 3u);
+  ASSERT_EQ(part2.size(), 4u);
+  for (size_t i = 0; i < 7; ++i) EXPECT_EQ(whole[i], i < 3 ? part1[i] : part2[i - 3]) << "step " << i + 1;
+  auto pa = a->model()->parameters(), pb = b2->model()->parameters();
+  auto ea = a->ema_model()->parameters(), eb = b2->ema_model()->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(at::equal(pa[i], pb[i])) << "parameter " << i;
+    EXPECT_TRUE(at::equal(ea[i], eb[i])) << "EMA parameter " << i;
+  }
+  EXPECT_EQ(a->ema().num_updates(), b2->ema().num_updates());
+  EXPECT_EQ(a->loader_state().epoch, b2->loader_state().epoch);
+  EXPECT_EQ(a->loader_state().position, b2->loader_state().position);
+  fs::remove_all(base);
+}
+
+TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-nan");
+  ddpm::Config c = tiny_config(dir);
+  c.train.steps = 20;
+  c.train.lr = 1e30;
+  c.train.grad_clip = 0;
+  c.train.save_every = 1;
+  c.train.keep_last = 0;
+  ddpm::Trainer trainer(c, tiny_images());
+  try {
+    trainer.fit();
+    FAIL() << "a loss of lr=1e30 stayed finite";
+  } catch (const ddpm::NonFiniteLossError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_TRUE(msg.find("nan") != std::string::npos || msg.find("inf") != std::string::npos) << msg;
+  }
+  // The failing step saved nothing; the checkpoint before it loads.
+  const std::string latest = ddpm::latest_checkpoint(dir);
+  ASSERT_FALSE(latest.empty());
+  ddpm::CheckpointReader reader(latest);
+  EXPECT_EQ(reader.step(), trainer.step());
+  EXPECT_FALSE(fs::exists(ddpm::checkpoint_path(dir, trainer.step() + 1)));
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, WritesSampleGridsMetricsAndCheckpoints) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-samples");
+  ddpm::Config c = tiny_config(dir);
+  c.train.steps = 4;
+  c.train.log_every = 2;
+  c.train.save_every = 2;
+  c.train.keep_last = 1;
+  c.train.sample_every = 3;  // step 3, and the end (4)
+  c.train.sample_n = 4;
+  c.sample.kind = "ddim";
+  c.sample.steps = 2;
+  ddpm::Trainer trainer(c, tiny_images());
+  trainer.fit();
+  for (const char* name : {"step-00000003.png", "step-00000004.png"}) {
+    const auto path = fs::path(dir) / "samples" / name;
+    ASSERT_TRUE(fs::exists(path)) << path;
+    ddpm::Image grid = ddpm::load_image(path.string());
+    EXPECT_EQ(grid.width, 2 * 8 + 3 * 2);  // 2 per row, padding 2
+    EXPECT_EQ(grid.height, 2 * 8 + 3 * 2);
+  }
+  auto ckpts = ddpm::list_checkpoints(dir);
+  ASSERT_EQ(ckpts.size(), 1u);  // keep-last 1
+  EXPECT_EQ(ckpts[0], ddpm::checkpoint_path(dir, 4));
+  std::ifstream metrics(fs::path(dir) / "metrics.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1].rfind("{\"step\":4,\"loss\":", 0), 0u) << lines[1];
+  for (const char* key : {"\"lr\":", "\"grad_norm\":", "\"images_per_s\":"})
+    EXPECT_NE(lines[1].find(key), std::string::npos) << lines[1];
+  ddpm::Config saved = ddpm::config_from_file((fs::path(dir) / "config.toml").string());
+  EXPECT_EQ(saved.model.image_height, 8);
+  EXPECT_EQ(saved.train.steps, 4);
+  // What ddpm-sample needs: the model from the checkpoint alone.
+  ddpm::LoadedModel loaded = ddpm::load_model_for_sampling(dir);
+  EXPECT_TRUE(loaded.ema);
+  EXPECT_EQ(loaded.step, 4);
+  auto e1 = loaded.model->parameters(), e2 = trainer.ema_model()->parameters();
+  for (size_t i = 0; i < e1.size(); ++i) EXPECT_TRUE(at::equal(e1[i], e2[i]));
+  EXPECT_EQ(loaded.schedule.num_timesteps(), 100);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, GradientHookRunsBeforeTheUpdateAndOnlyRankZeroWrites) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-rank");
+  ddpm::Config c = tiny_config(dir + "/run");
+  c.train.steps = 3;
+  int calls = 0;
+  ddpm::TrainerOptions o;
+  o.rank = 1;
+  o.world_size = 2;
+  o.reduce_gradients = [&](torch::nn::Module& m) {
+    ++calls;
+    c10::NoGradGuard g;
+    for (auto& p : m.parameters())
+      if (p.grad().defined()) p.grad().zero_();
+  };
+  std::vector<double> norms;
+  o.on_step = [&](const ddpm::StepStats& s) { norms.push_back(s.grad_norm); };
+  ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+  std::vector<at::Tensor> before;
+  for (auto& p : trainer.model()->parameters()) before.push_back(p.detach().clone());
+  trainer.fit();
+  EXPECT_EQ(calls, 3);
+  for (double n : norms) EXPECT_EQ(n, 0.0);  // the norm is taken after the hook
+  auto after = trainer.model()->parameters();
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(at::equal(before[i], after[i])) << i;
+  EXPECT_FALSE(fs::exists(dir + "/run"));  // rank 1 writes nothing
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, StopFlagEndsAfterTheCurrentStepWithACheckpoint) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-stop");
+  ddpm::Config c = tiny_config(dir);
+  c.train.steps = 50;
+  std::atomic<bool> stop{false};
+  ddpm::TrainerOptions o;
+  o.stop = &stop;
+  o.on_step = [&](const ddpm::StepStats& s) {
+    if (s.step == 2) stop = true;
+  };
+  ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+  EXPECT_EQ(trainer.fit(), 2);
+  EXPECT_EQ(ddpm::latest_checkpoint(dir), ddpm::checkpoint_path(dir, 2));
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, LinearWarmupAndShapeChecks) {
+  ddpm::Config c = tiny_config("unused");
+  c.train.lr = 1e-3;
+  c.train.warmup_steps = 4;
+  ddpm::TrainerOptions o;
+  o.write_files = false;
+  ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+  EXPECT_DOUBLE_EQ(trainer.lr_at(0), 0.25e-3);
+  EXPECT_DOUBLE_EQ(trainer.lr_at(3), 1e-3);
+  EXPECT_DOUBLE_EQ(trainer.lr_at(1000), 1e-3);
+  ddpm::Config wrong = c;
+  wrong.set_shape(3, 8, 8);
+  EXPECT_THROW(ddpm::Trainer(wrong, tiny_images(), c10::kCPU, o), std::invalid_argument);
+}
