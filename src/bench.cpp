@@ -18,6 +18,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <time.h>
 
 // The device-generic autocast API (set_autocast_enabled(device_type, ...)) arrived in
 // LibTorch 2.4; the per-device functions it replaced are deprecated there.
@@ -38,18 +39,27 @@ void synchronize(c10::Device device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
-std::vector<double> time_runs(c10::Device device, int warmup, int iters, const std::function<void()>& step) {
+namespace {
+double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+}  // namespace
+
+Timings time_runs(c10::Device device, int warmup, int iters, const std::function<void()>& step) {
   for (int i = 0; i < warmup; ++i) step();
-  std::vector<double> seconds;
-  seconds.reserve(static_cast<size_t>(std::max(iters, 0)));
+  Timings t;
   for (int i = 0; i < iters; ++i) {
     synchronize(device);  // CUDA kernels are asynchronous: time only this run's work
+    const double cpu0 = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     step();
     synchronize(device);
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    t.wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    t.cpu.push_back(process_cpu_seconds() - cpu0);
   }
-  return seconds;
+  return t;
 }
 
 // ---------------------------------------------------------------- autocast
@@ -151,27 +161,27 @@ ConvShape reference_conv_shape(c10::Device device) {
 
 double flops_conv3x3(const ConvShape& s) { return 2.0 * s.n * s.c * s.c * 9.0 * s.h * s.w; }
 
-double conv_gflops(const Target& target, const ConvShape& s, int iters) {
+Throughput conv_gflops(const Target& target, const ConvShape& s, int iters) {
   c10::InferenceMode guard;
   const auto options = at::TensorOptions().device(target.device).dtype(target.dtype);
   const auto format = target.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const auto x = at::randn({s.n, s.c, s.h, s.w}, options).contiguous(format);
   const auto w = (at::randn({s.c, s.c, 3, 3}, options) * (1.0 / std::sqrt(9.0 * s.c))).contiguous(format);
   const auto b = at::zeros({s.c}, options);
-  const auto seconds =
-      time_runs(target.device, 1, iters, [&] { at::conv2d(x, w, b, /*stride=*/1, /*padding=*/1); });
-  return flops_conv3x3(s) / median(seconds) / 1e9;
+  const auto t = time_runs(target.device, 1, iters, [&] { at::conv2d(x, w, b, /*stride=*/1, /*padding=*/1); });
+  return {flops_conv3x3(s) / median(t.wall) / 1e9, flops_conv3x3(s) / median(t.cpu) / 1e9};
 }
 
 int64_t reference_matmul_size(c10::Device device) { return device.is_cuda() ? 8192 : 2048; }
 
-double matmul_gflops(const Target& target, int64_t n, int iters) {
+Throughput matmul_gflops(const Target& target, int64_t n, int iters) {
   c10::InferenceMode guard;
   const auto options = at::TensorOptions().device(target.device).dtype(target.dtype);
   const auto a = at::randn({n, n}, options);
   const auto b = at::randn({n, n}, options);
-  const auto seconds = time_runs(target.device, 1, iters, [&] { at::mm(a, b); });
-  return 2.0 * n * n * n / median(seconds) / 1e9;
+  const auto t = time_runs(target.device, 1, iters, [&] { at::mm(a, b); });
+  const double flops = 2.0 * n * n * n;
+  return {flops / median(t.wall) / 1e9, flops / median(t.cpu) / 1e9};
 }
 
 // ---------------------------------------------------------------- memory, load
@@ -259,8 +269,8 @@ ModelResult measure_model(UNetConfig config, const Target& target, int64_t batch
     loss.backward();
     optimizer.step();
   };
-  result.train_seconds = time_runs(device, warmup, iters, train_step);
-  result.train_images_per_s = static_cast<double>(B) / median(result.train_seconds);
+  result.train = time_runs(device, warmup, iters, train_step);
+  result.train_images_per_s = static_cast<double>(B) / median(result.train.wall);
 
   // Sampling step: one denoiser evaluation of the batch.
   model->eval();
@@ -272,9 +282,9 @@ ModelResult measure_model(UNetConfig config, const Target& target, int64_t batch
       AutocastScope autocast(device, target.dtype);
       model->forward(xt, t);
     };
-    result.sample_seconds = time_runs(device, warmup, iters, sample_step);
+    result.sample = time_runs(device, warmup, iters, sample_step);
   }
-  result.sample_images_per_s = static_cast<double>(B) / median(result.sample_seconds);
+  result.sample_images_per_s = static_cast<double>(B) / median(result.sample.wall);
   return result;
 }
 

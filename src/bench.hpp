@@ -29,9 +29,16 @@ double median(std::vector<double> values);
 /// Waits for the device to finish queued work (CUDA); no-op on CPU.
 void synchronize(c10::Device device);
 
+/// Seconds per timed run: wall clock, and the process's CPU time (all threads). On a
+/// shared CPU the wall time includes time the scheduler gave to other processes; with
+/// one LibTorch thread the CPU time does not, so it measures the work itself.
+struct Timings {
+  std::vector<double> wall, cpu;
+};
+
 /// Runs `step` `warmup` times untimed, then `iters` times, each timed on its own
-/// (with device synchronisation before and after), and returns the seconds per run.
-std::vector<double> time_runs(c10::Device device, int warmup, int iters, const std::function<void()>& step);
+/// (with device synchronisation before and after).
+Timings time_runs(c10::Device device, int warmup, int iters, const std::function<void()>& step);
 
 /// Empty string when `target` can run: for bf16 on CPU the LibTorch build must
 /// support CPU autocast and the CPU must have native bf16 instructions
@@ -63,11 +70,15 @@ struct ConvShape {
 };
 ConvShape reference_conv_shape(c10::Device device);  ///< CPU: 16×256×32×32, CUDA: 128×256×32×32
 double flops_conv3x3(const ConvShape& s);
-double conv_gflops(const Target& target, const ConvShape& shape, int iters);
+/// GFLOP/s by wall time (median) and by CPU time (median).
+struct Throughput {
+  double wall = 0, cpu = 0;
+};
+Throughput conv_gflops(const Target& target, const ConvShape& shape, int iters);
 
 /// Throughput of an n×n by n×n matrix product in `target.dtype`, GFLOP/s (2n³ per product).
 int64_t reference_matmul_size(c10::Device device);  ///< CPU: 2048, CUDA: 8192
-double matmul_gflops(const Target& target, int64_t n, int iters);
+Throughput matmul_gflops(const Target& target, int64_t n, int iters);
 
 /// Peak memory so far: CPU → the process's peak resident set (VmHWM) in MiB;
 /// CUDA → the caching allocator's peak allocated bytes on the device in MiB.
@@ -83,7 +94,7 @@ struct ModelResult {
   int64_t parameters = 0;
   double train_images_per_s = 0;   ///< batch / median(seconds per step)
   double sample_images_per_s = 0;  ///< batch / median(seconds per denoiser evaluation)
-  std::vector<double> train_seconds, sample_seconds;  ///< each timed run
+  Timings train, sample;  ///< each timed run
 };
 /// Builds the U-Net on the target, then times `iters` training steps (q_sample on a
 /// linear schedule, forward, MSE against ε, backward, AdamW step) after `warmup`

@@ -203,6 +203,12 @@ TEST_F(BenchTool, Fp32JsonHasEveryKeyWithConsistentValues) {
   EXPECT_NEAR(sample_gflops / (flops * sample_ips / 1e9), 1.0, 1e-4);
   EXPECT_NEAR(positive(j, "train_efficiency") / (train_gflops / conv), 1.0, 1e-4);
   EXPECT_NEAR(positive(j, "sample_efficiency") / (sample_gflops / conv), 1.0, 1e-4);
+
+  // CPU-time variants (CPU device only).
+  const double train_cpu_s = positive(j, "train_step_cpu_s");
+  const double conv_cpu = positive(j, "machine_conv_gflops_cpu");
+  EXPECT_NEAR(positive(j, "train_efficiency_cpu") / (3 * flops * 3 / train_cpu_s / 1e9 / conv_cpu), 1.0, 1e-4);
+  positive(j, "sample_efficiency_cpu");
 }
 
 TEST_F(BenchTool, ModelNameResolvesAndBf16IsMeasuredOrReportedUnsupported) {

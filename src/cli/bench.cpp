@@ -232,17 +232,19 @@ int bench_main(int argc, char** argv) {
     // The machine reference: the best of the two memory formats, measured before and
     // after the model. It estimates what the hardware can do (other load only lowers
     // it), so a model run in the slower format shows that as lower efficiency.
-    double conv = std::numeric_limits<double>::quiet_NaN(), matmul = conv;
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    bench::Throughput conv{nan, nan}, matmul{nan, nan};
     bool conv_channels_last = false;
     auto measure_conv = [&] {
       for (const bool cl : {false, true}) {
         bench::Target t = target;
         t.channels_last = cl;
-        const double g = bench::conv_gflops(t, conv_shape, machine_iters);
-        if (!(g <= conv)) {  // also replaces NaN
-          conv = g;
+        const auto g = bench::conv_gflops(t, conv_shape, machine_iters);
+        if (!(g.wall <= conv.wall)) {  // also replaces NaN
+          conv.wall = g.wall;
           conv_channels_last = cl;
         }
+        if (!(g.cpu <= conv.cpu)) conv.cpu = g.cpu;
       }
     };
 
@@ -253,7 +255,7 @@ int bench_main(int argc, char** argv) {
       r = bench::measure_model(model_config, target, o.batch_size, o.warmup, o.iters);
     } else {
       r.parameters = count_parameters(*UNet(model_config));
-      r.train_images_per_s = r.sample_images_per_s = std::numeric_limits<double>::quiet_NaN();
+      r.train_images_per_s = r.sample_images_per_s = nan;
     }
     const double peak_rss = bench::peak_memory_mb(c10::kCPU);
     const double peak_gpu = device.is_cuda() ? bench::peak_memory_mb(device) : 0.0;
@@ -264,27 +266,39 @@ int bench_main(int argc, char** argv) {
 
     const double train_gflops = 3.0 * flops * r.train_images_per_s / 1e9;  // backward ≈ 2× forward
     const double sample_gflops = flops * r.sample_images_per_s / 1e9;
+    const double B = static_cast<double>(o.batch_size);
+    const double train_gflops_cpu = 3.0 * flops * B / bench::median(r.train.cpu) / 1e9;
+    const double sample_gflops_cpu = flops * B / bench::median(r.sample.cpu) / 1e9;
     json.add("status", reason.empty() ? std::string("ok") : "unsupported: " + reason);
     json.add("parameters", r.parameters);
     json.add("train_images_per_s", r.train_images_per_s);
     json.add("sample_images_per_s", r.sample_images_per_s);
-    json.add("train_step_s", bench::median(r.train_seconds));
-    json.add("sample_step_s", bench::median(r.sample_seconds));
+    json.add("train_step_s", bench::median(r.train.wall));
+    json.add("sample_step_s", bench::median(r.sample.wall));
+    json.add("train_step_cpu_s", bench::median(r.train.cpu));
+    json.add("sample_step_cpu_s", bench::median(r.sample.cpu));
     json.add("peak_rss_mb", peak_rss);
     if (device.is_cuda()) json.add("peak_gpu_allocated_mb", peak_gpu);
     json.add("flops_per_image_forward", flops);
     json.add("train_gflops", train_gflops);
     json.add("sample_gflops", sample_gflops);
-    json.add("machine_conv_gflops", conv);
+    json.add("machine_conv_gflops", conv.wall);
     json.add("machine_conv_shape", std::to_string(conv_shape.n) + "x" + std::to_string(conv_shape.c) + "x" +
                                        std::to_string(conv_shape.h) + "x" + std::to_string(conv_shape.w) +
                                        " conv3x3 " + std::to_string(conv_shape.c) + "->" +
                                        std::to_string(conv_shape.c) +
                                        (conv_channels_last ? " channels_last" : " contiguous"));
-    json.add("machine_matmul_gflops", matmul);
+    json.add("machine_matmul_gflops", matmul.wall);
     json.add("machine_matmul_size", matmul_n);
-    json.add("train_efficiency", train_gflops / conv);
-    json.add("sample_efficiency", sample_gflops / conv);
+    json.add("train_efficiency", train_gflops / conv.wall);
+    json.add("sample_efficiency", sample_gflops / conv.wall);
+    // The same ratios by CPU time: robust to other processes on a shared CPU when
+    // --threads 1 (with more threads, idle-waiting threads count as busy).
+    if (device.is_cpu()) {
+      json.add("machine_conv_gflops_cpu", conv.cpu);
+      json.add("train_efficiency_cpu", train_gflops_cpu / conv.cpu);
+      json.add("sample_efficiency_cpu", sample_gflops_cpu / conv.cpu);
+    }
     json.add("load_average_1m_start", load_start);
     json.add("load_average_1m_end", bench::load_average_1m());
     std::cout << json.str() << std::endl;
