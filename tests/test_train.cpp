@@ -240,3 +240,30 @@ TEST(Trainer, LinearWarmupAndShapeChecks) {
   wrong.set_shape(3, 8, 8);
   EXPECT_THROW(ddpm::Trainer(wrong, tiny_images(), c10::kCPU, o), std::invalid_argument);
 }
+
+TEST(Trainer, ChannelsLastGivesTheSameLossesAndBf16Trains) {
+  auto losses_of = [](bool channels_last, bool bf16) {
+    ddpm::Config c = tiny_config("unused");
+    c.train.steps = 3;
+    c.model.channels_last = channels_last;
+    c.train.bf16 = bf16;
+    std::vector<double> losses;
+    ddpm::TrainerOptions o;
+    o.write_files = false;
+    o.on_step = [&](const ddpm::StepStats& s) { losses.push_back(s.loss); };
+    ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+    trainer.fit();
+    at::Tensor samples = trainer.sample_images(2);
+    EXPECT_TRUE(samples.isfinite().all().item<bool>());
+    return losses;
+  };
+  const auto plain = losses_of(false, false), cl = losses_of(true, false), bf16 = losses_of(false, true);
+  ASSERT_EQ(plain.size(), 3u);
+  ASSERT_EQ(cl.size(), 3u);
+  ASSERT_EQ(bf16.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(cl[i], plain[i], 1e-4 * plain[i]) << i;   // same math, another memory layout
+    EXPECT_NEAR(bf16[i], plain[i], 0.05 * plain[i]) << i;  // bf16 keeps ~3 significant digits
+  }
+  EXPECT_NE(bf16, plain);  // autocast did run the convolutions in bf16
+}

@@ -24,7 +24,7 @@ CLI::Option* add_double(CLI::App& app, const std::string& name, double& v, const
 }
 
 template <class T>
-CLI::Option* add_int(CLI::App& app, const std::string& name, T& v, const std::string& help) {
+CLI::Option* add_value(CLI::App& app, const std::string& name, T& v, const std::string& help) {
   return app.add_option(name, v, help)->capture_default_str();
 }
 
@@ -90,8 +90,8 @@ void exact_default(CLI::App& app, const std::string& name, std::optional<double>
 
 void add_train_options(CLI::App& app, TrainConfig& c) {
   const std::string g = "Training";
-  add_int(app, "--steps", c.steps, "Optimizer steps in all")->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--batch-size", c.batch_size, "Images per micro-batch (per step: × grad-accum)")
+  add_value(app, "--steps", c.steps, "Optimizer steps in all")->check(CLI::PositiveNumber)->group(g);
+  add_value(app, "--batch-size", c.batch_size, "Images per micro-batch (per step: × grad-accum)")
       ->check(CLI::PositiveNumber)->group(g);
   add_double(app, "--lr", c.lr, "Peak learning rate of AdamW")->check(CLI::NonNegativeNumber)->group(g);
   add_double(app, "--adam-beta1", c.adam_beta1, "AdamW β₁")->check(CLI::Range(0.0, 1.0))->group(g);
@@ -99,21 +99,21 @@ void add_train_options(CLI::App& app, TrainConfig& c) {
   add_double(app, "--adam-eps", c.adam_eps, "AdamW ε")->check(CLI::PositiveNumber)->group(g);
   add_double(app, "--weight-decay", c.weight_decay, "AdamW decoupled weight decay")
       ->check(CLI::NonNegativeNumber)->group(g);
-  add_int(app, "--warmup-steps", c.warmup_steps, "Linear learning-rate warm-up over this many steps (0 = none)")
+  add_value(app, "--warmup-steps", c.warmup_steps, "Linear learning-rate warm-up over this many steps (0 = none)")
       ->check(CLI::NonNegativeNumber)->group(g);
   add_double(app, "--grad-clip", c.grad_clip, "Clip the gradient's global L2 norm to this (0 = no clipping)")
       ->check(CLI::NonNegativeNumber)->group(g);
-  add_int(app, "--grad-accum", c.grad_accum, "Micro-batches accumulated per optimizer step")
+  add_value(app, "--grad-accum", c.grad_accum, "Micro-batches accumulated per optimizer step")
       ->check(CLI::PositiveNumber)->group(g);
   add_double(app, "--ema-decay", c.ema_decay, "Decay of the EMA of the weights (sample grids and checkpoints)")
       ->check(CLI::Range(0.0, 1.0))->group(g);
-  add_int(app, "--ema-warmup", c.ema_warmup,
+  add_value(app, "--ema-warmup", c.ema_warmup,
           "EMA decay warm-up after n updates: none | rational: min(decay, (1+n)/(10+n)) | "
           "power: min(decay, 1-(1+n)^-ema-power)")
       ->check(CLI::IsMember({"none", "rational", "power"}))->group(g);
   add_double(app, "--ema-power", c.ema_power, "Exponent of the power EMA warm-up (2/3: ~1M steps, 3/4: ~100k)")
       ->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--ema-update-every", c.ema_update_every, "Steps between EMA updates")
+  add_value(app, "--ema-update-every", c.ema_update_every, "Steps between EMA updates")
       ->check(CLI::PositiveNumber)->group(g);
   app.add_option_function<std::string>(
          "--prediction", [&c](const std::string& s) { c.prediction = parse_prediction(s); },
@@ -126,19 +126,19 @@ void add_train_options(CLI::App& app, TrainConfig& c) {
       ->check(CLI::IsMember({"none", "simple", "min-snr"}))
       ->default_function([&c] { return to_string(c.loss_weighting); })->capture_default_str()->group(g);
   add_double(app, "--min-snr-gamma", c.min_snr_gamma, "γ of min-SNR-γ weighting")->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--seed", c.seed, "Seed of model init, timesteps, noise, dropout and data order")->group(g);
+  add_value(app, "--seed", c.seed, "Seed of model init, timesteps, noise, dropout and data order")->group(g);
   add_bool(app, "--bf16", c.bf16, "bf16 autocast (CUDA, and CPUs that support it); fp32 otherwise")->group(g);
-  add_int(app, "--sample-every", c.sample_every,
+  add_value(app, "--sample-every", c.sample_every,
           "Steps between PNG sample grids from the EMA weights in run-dir/samples (and one at the end); 0 = none")
       ->check(CLI::NonNegativeNumber)->group(g);
-  add_int(app, "--sample-n", c.sample_n, "Images per sample grid")->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--save-every", c.save_every, "Steps between checkpoints (one is always saved at the end)")
+  add_value(app, "--sample-n", c.sample_n, "Images per sample grid")->check(CLI::PositiveNumber)->group(g);
+  add_value(app, "--save-every", c.save_every, "Steps between checkpoints (one is always saved at the end)")
       ->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--keep-last", c.keep_last, "Checkpoints kept in run-dir/checkpoints (0 = all)")
+  add_value(app, "--keep-last", c.keep_last, "Checkpoints kept in run-dir/checkpoints (0 = all)")
       ->check(CLI::NonNegativeNumber)->group(g);
-  add_int(app, "--log-every", c.log_every, "Steps per line of metrics.jsonl (and per log line when not a terminal)")
+  add_value(app, "--log-every", c.log_every, "Steps per line of metrics.jsonl (and per log line when not a terminal)")
       ->check(CLI::PositiveNumber)->group(g);
-  add_int(app, "--run-dir", c.run_dir, "Run directory: config.toml, checkpoints/, samples/, metrics.jsonl")->group(g);
+  add_value(app, "--run-dir", c.run_dir, "Run directory: config.toml, checkpoints/, samples/, metrics.jsonl")->group(g);
 }
 
 void add_config_options(CLI::App& app, Config& c) {

@@ -103,7 +103,6 @@ int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flag
   if (config.data.source.empty()) throw std::invalid_argument("--data: no training data given (a folder or idx:PATH)");
   config.data.validate();
   std::shared_ptr<Dataset> dataset = open_dataset(config.data);
-  spdlog::info("data: {}", dataset->describe());
   config.set_shape(dataset->channels(), dataset->height(), dataset->width());
 
   TrainerOptions options;

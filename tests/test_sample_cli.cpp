@@ -1,0 +1,150 @@
+// ddpm-sample end to end: a tiny model is trained for a few steps by ddpm-train in the
+// test, then sampled with every sampler; PNG sizes and channels, reseeding, bad checkpoints.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "ddpm/image.hpp"
+#include "test_util.hpp"
+
+namespace fs = std::filesystem;
+using ddpm::test::bin_dir;
+using ddpm::test::run_command;
+
+namespace {
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Trains the tiny config for 4 steps on 16 generated 8×8 images with `channels` channels.
+std::string train_tiny(int channels) {
+  const std::string dir = ddpm::test::make_temp_dir("ddpm-sample-data");
+  for (int k = 0; k < 16; ++k) {
+    ddpm::Image im;
+    im.width = im.height = 8;
+    im.channels = channels;
+    for (int i = 0; i < 8 * 8 * channels; ++i) im.pixels.push_back(static_cast<uint8_t>((i * 7 + k * 31) % 256));
+    ddpm::save_png(dir + "/img" + std::to_string(k) + ".png", im);
+  }
+  const std::string run = ddpm::test::make_temp_dir("ddpm-sample-run");
+  auto r = run_command(bin_dir() + "ddpm-train --config " + ddpm::test::source_dir() +
+                       "/configs/tiny.toml --data " + dir + " --run-dir " + run +
+                       " --steps 4 --batch-size 8 --image-size 8 --timesteps 40 --sample-every 0 --threads 1"
+                       " --device cpu --log-level warn");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return run;
+}
+
+class SampleCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    gray_run_ = new std::string(train_tiny(1));
+    rgb_run_ = new std::string(train_tiny(3));
+  }
+  static void TearDownTestSuite() {
+    delete gray_run_;
+    delete rgb_run_;
+  }
+  static std::string sample(const std::string& run, const std::string& args, const std::string& out) {
+    auto r = run_command(bin_dir() + "ddpm-sample --checkpoint " + run + " --device cpu --threads 1 --out " + out +
+                         " " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  }
+  static std::string* gray_run_;
+  static std::string* rgb_run_;
+};
+std::string* SampleCli::gray_run_ = nullptr;
+std::string* SampleCli::rgb_run_ = nullptr;
+
+TEST_F(SampleCli, EverySamplerWritesAGridOfTheRightSizeAndChannels) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-out");
+  const struct {
+    std::string args;
+  } cases[] = {{"--sampler ddpm"},
+               {"--sampler ddpm --steps 10 --variance fixed_large"},
+               {"--sampler ddim --steps 10 --eta 0"},
+               {"--sampler ddim --steps 10 --eta 1 --spacing trailing"},
+               {"--sampler dpm++2m --steps 8"},
+               {"--sampler ddim --steps 5 --corrector"}};
+  int i = 0;
+  for (const auto& c : cases) {
+    for (int channels : {1, 3}) {
+      const std::string png = out + "/grid" + std::to_string(i++) + ".png";
+      sample(channels == 1 ? *gray_run_ : *rgb_run_, c.args + " --n 6 --nrow 4 --padding 2", png);
+      ddpm::Image im = ddpm::load_image(png);
+      // torchvision layout: ncol = min(nrow, n), nrows = ceil(n / ncol); pad around every image.
+      EXPECT_EQ(im.width, 4 * (8 + 2) + 2) << c.args;
+      EXPECT_EQ(im.height, 2 * (8 + 2) + 2) << c.args;
+      EXPECT_EQ(im.channels, channels) << c.args;
+    }
+  }
+}
+
+TEST_F(SampleCli, SameSeedGivesIdenticalBytesAndOtherSeedsDiffer) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-seed");
+  sample(*rgb_run_, "--sampler ddim --steps 10 --eta 1 --n 4 --seed 7", out + "/a.png");
+  sample(*rgb_run_, "--sampler ddim --steps 10 --eta 1 --n 4 --seed 7 --batch-size 1", out + "/b.png");
+  sample(*rgb_run_, "--sampler ddim --steps 10 --eta 1 --n 4 --seed 8", out + "/c.png");
+  EXPECT_EQ(read_bytes(out + "/a.png"), read_bytes(out + "/b.png"));
+  EXPECT_NE(read_bytes(out + "/a.png"), read_bytes(out + "/c.png"));
+}
+
+TEST_F(SampleCli, IndividualImagesAndTrajectory) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-traj");
+  sample(*gray_run_,
+         "--sampler ddim --steps 10 --n 3 --individual " + out + "/each --trajectory " + out +
+             "/traj.png --trajectory-frames 5 --padding 1",
+         out + "/grid.png");
+  for (int k = 0; k < 3; ++k) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "%05d.png", k);
+    ddpm::Image im = ddpm::load_image(out + "/each/" + name);
+    EXPECT_EQ(im.width, 8);
+    EXPECT_EQ(im.height, 8);
+    EXPECT_EQ(im.channels, 1);
+  }
+  EXPECT_FALSE(fs::exists(out + "/each/00003.png"));
+  ddpm::Image traj = ddpm::load_image(out + "/traj.png");
+  EXPECT_EQ(traj.width, 5 * (8 + 1) + 1);   // 5 frames per row
+  EXPECT_EQ(traj.height, 3 * (8 + 1) + 1);  // one row per image
+  EXPECT_EQ(traj.channels, 1);
+}
+
+TEST_F(SampleCli, BadCheckpointsGiveOneLineErrorsAndExitCode2) {
+  const std::string dir = ddpm::test::make_temp_dir("ddpm-sample-bad");
+  const std::string good = *gray_run_ + "/checkpoints";
+  std::string file;
+  for (auto& e : fs::directory_iterator(good))
+    if (e.path().extension() == ".pt") file = e.path().string();
+  ASSERT_FALSE(file.empty());
+  {  // truncated
+    std::string bytes = read_bytes(file);
+    std::ofstream(dir + "/truncated.pt", std::ios::binary).write(bytes.data(), bytes.size() / 2);
+  }
+  std::ofstream(dir + "/foreign.pt") << "not a checkpoint at all\n";
+  fs::create_directories(dir + "/empty-run");
+  for (const std::string bad : {dir + "/missing.pt", dir + "/truncated.pt", dir + "/foreign.pt", dir + "/empty-run"}) {
+    auto r = run_command(bin_dir() + "ddpm-sample --device cpu --checkpoint " + bad + " --out " + dir + "/x.png");
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    // One line, naming the file.
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(fs::path(bad).filename().string()), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir + "/x.png"));
+  }
+}
+
+TEST(SampleCliArgs, BadOptionsExit2) {
+  auto r = run_command(bin_dir() + "ddpm-sample --checkpoint x --sampler euler");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run_command(bin_dir() + "ddpm-sample --checkpoint x --n 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+}  // namespace
