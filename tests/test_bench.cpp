@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -183,6 +184,9 @@ TEST_F(BenchTool, Fp32JsonHasEveryKeyWithConsistentValues) {
   EXPECT_EQ(j.at("threads").number, 1);
   EXPECT_EQ(j.at("channels_last").kind, Value::Bool);
   EXPECT_FALSE(j.at("channels_last").boolean);
+  // ddpm-bench re-executes itself with OpenMP's passive wait policy unless told not to.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("DDPM_NO_ENV_TUNING"))
+    EXPECT_EQ(j.at("omp_wait_policy").text, "PASSIVE");
 
   // Counted numbers: exactly the library's count for the same config.
   const auto config = tiny_config();

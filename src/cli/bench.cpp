@@ -18,6 +18,7 @@
 
 #include "bench.hpp"
 #include "cli/common.hpp"
+#include "cli/cpu_env.hpp"
 #include "cli/options_model.hpp"
 #include "ddpm/cli.hpp"
 #include "ddpm/unet.hpp"
@@ -162,6 +163,7 @@ RewrittenArgs rewrite_model_arg(int argc, char** argv) {
 }  // namespace
 
 int bench_main(int argc, char** argv) {
+  tune_cpu_environment(argv);  // may re-execute the program (see cpu_env.hpp)
   CLI::App app{
       "ddpm-bench: training and sampling throughput of a U-Net config on this machine, against the\n"
       "machine's own 3x3-convolution and matrix-product throughput. Prints one JSON object."};
@@ -194,6 +196,7 @@ int bench_main(int argc, char** argv) {
   return run_app(app, static_cast<int>(args.size()), args.data(), [&]() -> int {
     if (!rewritten.error.empty()) throw std::invalid_argument(rewritten.error);
     const auto device = apply_runtime(runtime);
+    match_blas_threads(at::get_num_threads());
     const double load_start = bench::load_average_1m();
 
     bench::Target target;
@@ -220,6 +223,10 @@ int bench_main(int argc, char** argv) {
                                std::to_string(model_config.image_width));
     json.add("threads", static_cast<int64_t>(at::get_num_threads()));
     json.add("torch_version", TORCH_VERSION);
+    const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+    const char* blas_core = std::getenv("OPENBLAS_CORETYPE");
+    json.add("omp_wait_policy", wait_policy ? wait_policy : "default");
+    json.add("blas_core", blas_core_name() + (blas_core ? std::string(" (OPENBLAS_CORETYPE=") + blas_core + ")" : ""));
     json.add("warmup", o.warmup);
     json.add("iters", o.iters);
 
