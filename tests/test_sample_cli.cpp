@@ -23,7 +23,7 @@ std::string read_bytes(const std::string& path) {
 }
 
 // Trains the tiny config for 4 steps on 16 generated 8×8 images with `channels` channels.
-std::string train_tiny(int channels) {
+std::string train_tiny(int channels, const std::string& extra = "") {
   const std::string dir = ddpm::test::make_temp_dir("ddpm-sample-data");
   for (int k = 0; k < 16; ++k) {
     ddpm::Image im;
@@ -36,7 +36,7 @@ std::string train_tiny(int channels) {
   auto r = run_command(bin_dir() + "ddpm-train --config " + ddpm::test::source_dir() +
                        "/configs/tiny.toml --data " + dir + " --run-dir " + run +
                        " --steps 4 --batch-size 8 --image-size 8 --timesteps 40 --sample-every 0 --threads 1"
-                       " --device cpu --log-level warn");
+                       " --device cpu --log-level warn " + extra);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return run;
 }
@@ -44,7 +44,7 @@ std::string train_tiny(int channels) {
 class SampleCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    gray_run_ = new std::string(train_tiny(1));
+    gray_run_ = new std::string(train_tiny(1, "--sampler ddim --sample-steps 5 --clip-x0 --sample-seed 3"));
     rgb_run_ = new std::string(train_tiny(3));
   }
   static void TearDownTestSuite() {
@@ -94,6 +94,15 @@ TEST_F(SampleCli, SameSeedGivesIdenticalBytesAndOtherSeedsDiffer) {
   sample(*rgb_run_, "--sampler ddim --steps 10 --eta 1 --n 4 --seed 8", out + "/c.png");
   EXPECT_EQ(read_bytes(out + "/a.png"), read_bytes(out + "/b.png"));
   EXPECT_NE(read_bytes(out + "/a.png"), read_bytes(out + "/c.png"));
+}
+
+TEST_F(SampleCli, SamplerDefaultsComeFromTheCheckpointAndFlagsOverrideThem) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-defaults");
+  sample(*gray_run_, "--n 4", out + "/default.png");
+  sample(*gray_run_, "--n 4 --sampler ddim --steps 5 --clip-x0 --seed 3", out + "/explicit.png");
+  sample(*gray_run_, "--n 4 --seed 4", out + "/seed4.png");
+  EXPECT_EQ(read_bytes(out + "/default.png"), read_bytes(out + "/explicit.png"));
+  EXPECT_NE(read_bytes(out + "/default.png"), read_bytes(out + "/seed4.png"));
 }
 
 TEST_F(SampleCli, IndividualImagesAndTrajectory) {

@@ -49,9 +49,15 @@ std::vector<int64_t> frame_steps(int64_t total, int64_t frames) {
   return steps;
 }
 
-int run_sample(const SampleOptions& opt, SamplerConfig sampler, const RuntimeOptions& runtime) {
+int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, SamplerConfig& sampler,
+               const RuntimeOptions& runtime) {
   const c10::Device device = apply_runtime(runtime);
   LoadedModel loaded = load_model_for_sampling(opt.checkpoint, device, !opt.no_ema);
+  // Defaults: the sampler the run used for its grids (sampler, steps, seed, clipping, ...,
+  // as in its config); what the command line gives overrides them, so parse it again.
+  sampler = loaded.config.sample;
+  app.clear();
+  app.parse(argc, argv);
   const UNetConfig& mc = loaded.config.model;
   const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
   sampler.prediction = loaded.config.train.prediction;
@@ -124,7 +130,9 @@ int run_sample(const SampleOptions& opt, SamplerConfig sampler, const RuntimeOpt
 }  // namespace
 
 int sample_main(int argc, char** argv) {
-  CLI::App app{"ddpm-sample: draw images from a libddpm checkpoint and write PNG grids"};
+  CLI::App app{
+      "ddpm-sample: draw images from a libddpm checkpoint and write PNG grids.\n"
+      "The sampling options default to those of the checkpoint's config (its sample grids)."};
   app.name("ddpm-sample");
   SampleOptions opt;
   SamplerConfig sampler;
@@ -145,7 +153,7 @@ int sample_main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   add_sampler_options(app, sampler);
   add_runtime_options(app, runtime);
-  return run_app(app, argc, argv, [&] { return run_sample(opt, sampler, runtime); });
+  return run_app(app, argc, argv, [&] { return run_sample(app, argc, argv, opt, sampler, runtime); });
 }
 
 }  // namespace ddpm::cli
