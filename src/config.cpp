@@ -16,6 +16,11 @@ namespace {
 [[noreturn]] void bad(const std::string& key, const std::string& what) {
   throw std::invalid_argument(key + ": " + what);
 }
+
+std::string first_line(std::string s) {
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return s;
+}
 }  // namespace
 
 EmaOptions TrainConfig::ema_options() const { return {ema_decay, parse_ema_warmup(ema_warmup), ema_power}; }
@@ -104,9 +109,7 @@ Config config_from_toml(const std::string& text) {
   try {
     app.parse_from_stream(in);
   } catch (const CLI::Error& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    throw std::invalid_argument("config: " + msg);
+    throw std::invalid_argument("config: " + first_line(e.what()));
   }
   config.resolve();
   return config;
@@ -121,9 +124,7 @@ Config config_from_args(const std::vector<std::string>& args) {
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::Error& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    throw std::invalid_argument(msg);
+    throw std::invalid_argument(first_line(e.what()));
   }
   config.resolve();
   return config;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +67,7 @@ TEST(Trainer, LossGoesDownOn16TinyImages) {
   ASSERT_EQ(losses.size(), 30u);
   for (double l : losses) EXPECT_TRUE(std::isfinite(l));
   const double first = mean(losses, 0, 5), last = mean(losses, 25, 30);
+  std::printf("loss: first 5 steps %.4f, last 5 steps %.4f\n", first, last);
   EXPECT_LT(last, 0.8 * first) << "first 5 steps " << first << ", last 5 steps " << last;
   EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoints"));  // write_files = false
   fs::remove_all(dir);

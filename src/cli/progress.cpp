@@ -56,6 +56,7 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, dou
     const int filled = static_cast<int>(kWidth * std::min<double>(1.0, static_cast<double>(step) / total_));
     std::fprintf(out_, "\r\033[2K%s [%s%s] %s", label_.c_str(), std::string(filled, '#').c_str(),
                  std::string(kWidth - filled, '.').c_str(), status(step, values).c_str());
+    bar_drawn_ = true;
   } else {
     if (step % log_every_ != 0 && !last) return;
     std::fprintf(out_, "%s %s\n", label_.c_str(), status(step, values).c_str());
@@ -67,13 +68,14 @@ void Progress::message(const std::string& text) {
   if (tty_) std::fputs("\r\033[2K", out_);
   std::fprintf(out_, "%s\n", text.c_str());
   std::fflush(out_);
+  bar_drawn_ = false;
   last_draw_ = Clock::now() - std::chrono::seconds(1);  // redraw the bar at the next update
 }
 
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
-  if (tty_) {
+  if (tty_ && bar_drawn_) {
     std::fputc('\n', out_);
     std::fflush(out_);
   }

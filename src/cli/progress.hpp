@@ -40,6 +40,7 @@ class Progress {
   std::FILE* out_;
   bool tty_;
   bool finished_ = false;
+  bool bar_drawn_ = false;  // the terminal's current line holds the bar
   int64_t last_step_ = 0;
   Clock::time_point t0_, last_draw_;
   std::vector<std::pair<std::string, double>> last_values_;

@@ -1,4 +1,6 @@
 // ddpm-train: trains a DDPM on a folder of images or an IDX file into a run directory.
+#include <ATen/Parallel.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/common.hpp"
+#include "cli/cpu_env.hpp"
 #include "cli/options_train.hpp"
 #include "cli/progress.hpp"
 #include "ddpm/checkpoint.hpp"
@@ -76,6 +79,7 @@ Config config_for_resume(const std::string& toml, int argc, char** argv) {
 
 int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flags, int argc, char** argv) {
   const c10::Device device = apply_runtime(runtime);
+  match_blas_threads(at::get_num_threads());
   Config config = parsed;
   std::string resume_from;
   const std::string& run_dir = config.train.run_dir;
@@ -148,6 +152,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flag
 }  // namespace
 
 int train_main(int argc, char** argv) {
+  tune_cpu_environment(argv);  // may re-execute the program (see cpu_env.hpp)
   CLI::App app{"ddpm-train: trains a denoising diffusion probabilistic model (Ho et al. 2020) on a folder of "
                "images or an MNIST-family IDX file"};
   app.footer(
