@@ -196,7 +196,6 @@ int bench_main(int argc, char** argv) {
   return run_app(app, static_cast<int>(args.size()), args.data(), [&]() -> int {
     if (!rewritten.error.empty()) throw std::invalid_argument(rewritten.error);
     const auto device = apply_runtime(runtime);
-    match_blas_threads(at::get_num_threads());
     const double load_start = bench::load_average_1m();
 
     bench::Target target;

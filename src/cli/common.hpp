@@ -18,7 +18,8 @@ struct RuntimeOptions {
 /// Adds --device, --threads, --log-level and --version to `app`.
 void add_runtime_options(CLI::App& app, RuntimeOptions& options);
 
-/// Sets the log level and thread count, and resolves the device.
+/// Sets the log level, the thread count (LibTorch's and OpenBLAS's) and the allocator's
+/// trimming policy, and resolves the device.
 /// Throws std::invalid_argument for a bad --device or --log-level.
 c10::Device apply_runtime(const RuntimeOptions& options);
 

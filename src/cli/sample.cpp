@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/common.hpp"
+#include "cli/cpu_env.hpp"
 #include "cli/options_sampler.hpp"
 #include "cli/progress.hpp"
 #include "ddpm/checkpoint.hpp"
@@ -130,6 +131,7 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
 }  // namespace
 
 int sample_main(int argc, char** argv) {
+  tune_cpu_environment(argv);  // may re-execute the program (see cpu_env.hpp)
   CLI::App app{
       "ddpm-sample: draw images from a libddpm checkpoint and write PNG grids.\n"
       "The sampling options default to those of the checkpoint's config (its sample grids)."};

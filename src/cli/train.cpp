@@ -79,7 +79,6 @@ Config config_for_resume(const std::string& toml, int argc, char** argv) {
 
 int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flags, int argc, char** argv) {
   const c10::Device device = apply_runtime(runtime);
-  match_blas_threads(at::get_num_threads());
   Config config = parsed;
   std::string resume_from;
   const std::string& run_dir = config.train.run_dir;
