@@ -22,6 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using ddpm::test::error_of;
+using ddpm::test::read_bytes;
+using ddpm::test::tiny_gif;
+using ddpm::test::write_bytes;
+
 ddpm::Image solid(int w, int h, std::vector<uint8_t> color) {
   ddpm::Image im;
   im.width = w;
@@ -41,39 +46,14 @@ ddpm::Image noise(int w, int h, int c, unsigned seed) {
   return im;
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 void png(const std::string& path, const ddpm::Image& im) {
   fs::create_directories(fs::path(path).parent_path());
   ddpm::save_png(path, im);
 }
 
-// 2×2 two-frame GIF (see test_image.cpp for the derivation): first frame red, green / blue, white.
-std::vector<uint8_t> tiny_gif() {
-  return {'G',  'I',  'F',  '8', '9', 'a', 2,    0,    2,    0,    0x91, 0,    0,    255,  0, 0,
-          0,    255,  0,    0,   0,   255, 255,  255,  255,  0x2C, 0,    0,    0,    0,    2, 0,
-          2,    0,    0,    2,   3,   0x44, 0x34, 0x05, 0,    0x2C, 0,    0,    0,    0,    2, 0,
-          2,    0,    0,    2,   3,   0x9C, 0x02, 0x05, 0,    0x3B};
-}
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A folder with one file of every format, gray/RGB/RGBA, odd sizes, nested
 // folders, a truncated PNG, a text file named .jpg and a plain text file.

@@ -5,7 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 #include "ddpm/image.hpp"
@@ -13,14 +12,11 @@
 
 namespace fs = std::filesystem;
 using ddpm::test::bin_dir;
+using ddpm::test::read_bytes;
 using ddpm::test::run_command;
 
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Trains the tiny config for 4 steps on 16 generated 8×8 images with `channels` channels.
 std::string train_tiny(int channels, const std::string& extra = "") {
@@ -134,8 +130,9 @@ TEST_F(SampleCli, BadCheckpointsGiveOneLineErrorsAndExitCode2) {
     if (e.path().extension() == ".pt") file = e.path().string();
   ASSERT_FALSE(file.empty());
   {  // truncated
-    std::string bytes = read_bytes(file);
-    std::ofstream(dir + "/truncated.pt", std::ios::binary).write(bytes.data(), bytes.size() / 2);
+    auto bytes = read_bytes(file);
+    bytes.resize(bytes.size() / 2);
+    ddpm::test::write_bytes(dir + "/truncated.pt", bytes);
   }
   std::ofstream(dir + "/foreign.pt") << "not a checkpoint at all\n";
   fs::create_directories(dir + "/empty-run");

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <unistd.h>
 
@@ -52,5 +54,37 @@ CommandResult run_command(const std::string& command_line) {
   int status = ::pclose(pipe);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {code, output};
+}
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A 2×2 GIF89a with two frames, written by hand. Global colour table of 4 entries
+// (red, green, blue, white). LZW minimum code size 2: clear = 4, end = 5, codes start
+// 3 bits wide and grow to 4 bits once the table reaches 8 entries. Frame 1 holds the
+// indices 0 1 2 3: codes 4,0,1,2 (3 bits) 3,5 (4 bits), packed LSB-first → 44 34 05.
+// Frame 2 holds 3 2 1 0 → 9C 02 05.
+std::vector<uint8_t> tiny_gif() {
+  std::vector<uint8_t> b = {'G', 'I', 'F', '8', '9', 'a', 2, 0, 2, 0, 0x91, 0, 0,
+                            255, 0,   0,   0,   255, 0,   0, 0, 255, 255, 255, 255};
+  auto frame = [&b](std::vector<uint8_t> lzw) {
+    const std::vector<uint8_t> descriptor = {0x2C, 0, 0, 0, 0, 2, 0, 2, 0, 0, /*min code size*/ 2,
+                                             static_cast<uint8_t>(lzw.size())};
+    b.insert(b.end(), descriptor.begin(), descriptor.end());
+    b.insert(b.end(), lzw.begin(), lzw.end());
+    b.push_back(0);  // block terminator
+  };
+  frame({0x44, 0x34, 0x05});
+  frame({0x9C, 0x02, 0x05});
+  b.push_back(0x3B);  // trailer
+  return b;
 }
 }  // namespace ddpm::test

@@ -1,6 +1,9 @@
 #pragma once
 // Helpers shared by the tests: paths given by CTest's environment, temp dirs, running tools.
+#include <cstdint>
+#include <exception>
 #include <string>
+#include <vector>
 
 namespace ddpm::test {
 std::string bin_dir();      ///< where ddpm-train etc. are (ends in '/')
@@ -14,4 +17,19 @@ struct CommandResult {
 };
 /// Runs a shell command line, capturing its output.
 CommandResult run_command(const std::string& command_line);
+/// Writes bytes to a file, creating its directory.
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
+std::vector<uint8_t> read_bytes(const std::string& path);
+/// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
+std::vector<uint8_t> tiny_gif();
+/// The message of the exception `f` throws ("" if none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 }  // namespace ddpm::test
