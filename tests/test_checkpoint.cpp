@@ -16,6 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using ddpm::test::read_string;
+using ddpm::test::write_bytes;
+
 struct Fixture {
   std::shared_ptr<torch::nn::LinearImpl> model = std::make_shared<torch::nn::LinearImpl>(3, 2);
   std::shared_ptr<torch::nn::LinearImpl> ema = std::make_shared<torch::nn::LinearImpl>(3, 2);
@@ -50,15 +53,6 @@ void expect_one_line_error(const std::string& path, const std::string& needle) {
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
     EXPECT_NE(msg.find(needle), std::string::npos) << msg;
   }
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
 }
 
 }  // namespace
@@ -114,7 +108,7 @@ TEST(Checkpoint, LatestListAndPrune) {
   write_bytes((ck / "ckpt-00000999.pt.tmp").string(), "partial");
   write_bytes((ck / "ckpt-abc.pt").string(), "x");
   write_bytes((ck / "notes.txt").string(), "x");
-  write_bytes((ck / "ckpt-3000.pt").string().substr(0), read_bytes(ddpm::checkpoint_path(dir, 5)));  // unpadded
+  write_bytes((ck / "ckpt-3000.pt").string().substr(0), read_string(ddpm::checkpoint_path(dir, 5)));  // unpadded
   EXPECT_EQ(ddpm::latest_checkpoint(dir), (ck / "ckpt-3000.pt").string());
   auto all = ddpm::list_checkpoints(dir);
   ASSERT_EQ(all.size(), 4u);
@@ -140,7 +134,7 @@ TEST(Checkpoint, InterruptedSaveLeavesThePreviousOneLoadable) {
   // A save of step 20 killed half-way leaves a truncated temporary file behind.
   const std::string next = ddpm::checkpoint_path(dir, 20);
   ddpm::save_checkpoint(next, a.contents(20));
-  const std::string bytes = read_bytes(next);
+  const std::string bytes = read_string(next);
   fs::remove(next);
   write_bytes(next + ".tmp", bytes.substr(0, bytes.size() / 2));
 
@@ -166,7 +160,7 @@ TEST(Checkpoint, BadFilesAreOneLineErrorsNamingTheFile) {
   Fixture a;
   const std::string good = ddpm::checkpoint_path(dir, 1);
   ddpm::save_checkpoint(good, a.contents(1));
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = read_string(good);
 
   expect_one_line_error(dir + "/missing.pt", "no such file");
   auto empty_run = ddpm::test::make_temp_dir("ddpm-ckpt-empty");

@@ -19,7 +19,9 @@ struct CommandResult {
 CommandResult run_command(const std::string& command_line);
 /// Writes bytes to a file, creating its directory.
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
+void write_bytes(const std::string& path, const std::string& bytes);
 std::vector<uint8_t> read_bytes(const std::string& path);
+std::string read_string(const std::string& path);  ///< the file's bytes as a string
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// The message of the exception `f` throws ("" if none).
