@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/options_data.hpp"
+#include "tools/options.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
 #include "test_util.hpp"

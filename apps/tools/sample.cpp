@@ -12,7 +12,7 @@
 
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
-#include "cli/options_sampler.hpp"
+#include "tools/options.hpp"
 #include "tools/progress.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "tools/tools.hpp"

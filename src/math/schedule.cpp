@@ -3,6 +3,7 @@
 // T steps, i = 0..T-1, ᾱ_i = Π_{j≤i} (1 − β_j), ᾱ_{−1} = 1.
 // Everything is computed in float64 on the CPU, then cast once to float32 on the device.
 #include "ddpm/math/schedule.hpp"
+#include "ddpm/util/errors.hpp"
 
 #include <ATen/ATen.h>
 
@@ -25,7 +26,7 @@ std::string num(double v) {
   return os.str();
 }
 
-[[noreturn]] void bad(const std::string& message) { throw std::invalid_argument("schedule: " + message); }
+[[noreturn]] void bad(const std::string& message) { bad_input("schedule", message); }
 
 void require_finite(const char* key, double v) {
   if (!std::isfinite(v)) bad(std::string(key) + " must be finite (got " + num(v) + ")");

@@ -1,4 +1,5 @@
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/util/errors.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,14 +22,7 @@ namespace {
 
 constexpr const char* kMarker = "libddpm-checkpoint";
 
-std::string first_line(std::string s) {
-  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
-  return s;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::invalid_argument("checkpoint '" + path + "': " + what);
-}
+[[noreturn]] void fail(const std::string& path, const std::string& what) { bad_input("checkpoint '" + path + "'", what); }
 
 // "ckpt-00001000.pt" → 1000; -1 for any other name (".tmp" files of interrupted saves included).
 int64_t step_of(const std::string& name) {

@@ -31,12 +31,21 @@ using ProgressFn = std::function<bool(int64_t step, int64_t total)>;
 /// Called after each step with the current x_t (for trajectories).
 using StepFn = std::function<void(int64_t step, int64_t total, const at::Tensor& x)>;
 
+enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
+SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
+std::string to_string(SamplerKind kind);
+
+/// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
+enum class Variance { FixedSmall, FixedLarge };
+Variance parse_variance(const std::string& text);  ///< "fixed_small" | "fixed_large" (or with '-')
+std::string to_string(Variance variance);
+
 struct SamplerConfig {
-  std::string kind = "ddpm";           ///< ddpm | ddim | dpm++2m
+  SamplerKind kind = SamplerKind::Ddpm;
   int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
-  std::string spacing = "leading";     ///< leading | trailing | linspace
+  Spacing spacing = Spacing::Leading;  ///< which timesteps fewer steps keep
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
-  std::string variance = "fixed_small";  ///< ddpm: fixed_small (β̃) | fixed_large (β)
+  Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
   bool dynamic_threshold = false;      ///< Saharia et al. 2022 (takes precedence over clip_x0)
   double dynamic_threshold_percentile = 0.995;
