@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
@@ -93,16 +94,6 @@ class Autocast {
   bool enabled_, cuda_, previous_ = false;
 };
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
-  }
-  fs::rename(tmp, path);
-}
-
 // Drops metrics lines of steps after `step` (written after the checkpoint a run resumes from).
 void truncate_metrics(const std::string& path, int64_t step) {
   std::ifstream in(path);
@@ -114,7 +105,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
     if (std::strtoll(line.c_str() + pos + 7, nullptr, 10) <= step) kept += line + "\n";
   }
   in.close();
-  write_text_atomically(path, kept);
+  io::write_file_atomically(path, kept);
 }
 
 }  // namespace
@@ -322,7 +313,7 @@ int64_t Trainer::fit() {
   const auto& t = config_.train;
   if (writes()) {
     fs::create_directories(t.run_dir);
-    write_text_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
+    io::write_file_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
     const std::string metrics = (fs::path(t.run_dir) / "metrics.jsonl").string();
     truncate_metrics(metrics, step_);
     state_->metrics.open(metrics, std::ios::app);
