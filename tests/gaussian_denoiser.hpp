@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ddpm/sampler.hpp"
+#include "ddpm/samplers/sampler.hpp"
 
 namespace ddpm::test {
 

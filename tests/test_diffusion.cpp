@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/diffusion.hpp"
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/diffusion.hpp"
+#include "ddpm/math/schedule.hpp"
 
 namespace {
 

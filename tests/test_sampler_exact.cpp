@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "ddpm/runtime.hpp"
-#include "ddpm/sampler.hpp"
+#include "ddpm/samplers/sampler.hpp"
 #include "gaussian_denoiser.hpp"
 
 namespace {
