@@ -240,13 +240,10 @@ NoiseSchedule::NoiseSchedule(const ScheduleConfig& config, c10::Device device) :
     const double ab = tb.alpha_bar[i], om = tb.one_minus_alpha_bar[i];
     const double ab_prev = i > 0 ? tb.alpha_bar[i - 1] : 1.0;
     const double om_prev = i > 0 ? tb.one_minus_alpha_bar[i - 1] : 0.0;
-    const double beta = tb.beta[i];
-    // β̃_i = β_i (1 − ᾱ_{i−1}) / (1 − ᾱ_i)   (DDPM eq. 7)
-    post_var[i] = beta * om_prev / om;
-    // μ̃ = coef_x0·x₀ + coef_xt·x_i, coef_x0 = β_i √ᾱ_{i−1} / (1 − ᾱ_i),
-    // coef_xt = (1 − ᾱ_{i−1}) √(1 − β_i) / (1 − ᾱ_i)   (DDPM eq. 7)
-    coef_x0[i] = beta * std::sqrt(ab_prev) / om;
-    coef_xt[i] = om_prev * std::sqrt(1.0 - beta) / om;
+    const PosteriorStep p = posterior_step(tb.beta[i], ab_prev, om, om_prev);
+    post_var[i] = p.variance;
+    coef_x0[i] = p.coef_x0;
+    coef_xt[i] = p.coef_xt;
     // λ_i = ln(ᾱ_i / (1 − ᾱ_i)); −inf where ᾱ_i = 0 (zero terminal SNR).
     lsnr[i] = ab > 0 ? std::log(ab) - std::log(om) : -std::numeric_limits<double>::infinity();
   }
@@ -356,6 +353,14 @@ std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing) 
     }
   }
   return out;
+}
+
+PosteriorStep posterior_step(double beta, double alpha_bar_prev, double one_minus_alpha_bar,
+                             double one_minus_alpha_bar_prev) {
+  // μ̃ = coef_x0·x₀ + coef_xt·x_i and β̃ (DDPM eq. 7)
+  return {beta * std::sqrt(alpha_bar_prev) / one_minus_alpha_bar,
+          one_minus_alpha_bar_prev * std::sqrt(1.0 - beta) / one_minus_alpha_bar,
+          beta * one_minus_alpha_bar_prev / one_minus_alpha_bar};
 }
 
 at::Tensor respaced_betas(const at::Tensor& alpha_bar64, const std::vector<int64_t>& kept) {

@@ -8,32 +8,20 @@
 
 namespace ddpm::detail {
 
-at::Tensor sample_ancestral(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x) {
-  const int64_t K = static_cast<int64_t>(kept.size());
-  const std::vector<double> betas = to_double_vector(respaced_betas(run.alpha_bar64(), kept));
+Stepper ancestral_stepper(SamplerRun& run, const std::vector<int64_t>& kept) {
+  auto betas = std::make_shared<std::vector<double>>(to_double_vector(respaced_betas(run.alpha_bar64(), kept)));
   const bool fixed_large = run.config().variance == Variance::FixedLarge;
-  for (int64_t k = K - 1; k >= 0; --k) {
-    const int64_t t = kept[static_cast<size_t>(k)];
-    const double ab = run.alpha_bar(t);
-    const double ab_prev = k > 0 ? run.alpha_bar(kept[static_cast<size_t>(k - 1)]) : 1.0;
-    const double beta = betas[static_cast<size_t>(k)];
-    const auto e = run.estimate(x, t);
-    if (k == 0) {
-      x = e.x0;  // ᾱ_prev = 1: the posterior mean is x̂₀ and there is no noise
-    } else {
-      // Posterior mean through x̂₀ (DDPM eq. 7), which equals Algorithm 2's
-      // 1/√α (x − β/√(1−ᾱ) ε̂) and lets a clipped x̂₀ act.
-      const double coef_x0 = beta * std::sqrt(ab_prev) / (1.0 - ab);
-      const double coef_xt = (1.0 - ab_prev) * std::sqrt(1.0 - beta) / (1.0 - ab);
-      x = e.x0 * coef_x0 + x * coef_xt;
-      // σ² = β̃ (fixed small, DDPM eq. 7) or β (fixed large); both "fixed" choices of §3.2.
-      const double variance = fixed_large ? beta : beta * (1.0 - ab_prev) / (1.0 - ab);
-      x = x + run.noise() * std::sqrt(variance);
-      run.correct(x, kept[static_cast<size_t>(k - 1)]);
-    }
-    if (!run.report(K - k, K, x)) return e.x0;
-  }
-  return x;
+  return [&run, betas, fixed_large](int64_t k, int64_t t, int64_t t_prev, const SamplerRun::Estimate& e,
+                                    const at::Tensor& x) {
+    const double ab = run.alpha_bar(t), ab_prev = run.alpha_bar(t_prev);
+    const double beta = (*betas)[static_cast<size_t>(k)];
+    // Posterior mean through x̂₀ (DDPM eq. 7), which equals Algorithm 2's
+    // 1/√α (x − β/√(1−ᾱ) ε̂) and lets a clipped x̂₀ act.
+    const PosteriorStep p = posterior_step(beta, ab_prev, 1.0 - ab, 1.0 - ab_prev);
+    // σ² = β̃ (fixed small, DDPM eq. 7) or β (fixed large); both "fixed" choices of §3.2.
+    const double variance = fixed_large ? beta : p.variance;
+    return e.x0 * p.coef_x0 + x * p.coef_xt + run.noise() * std::sqrt(variance);
+  };
 }
 
 }  // namespace ddpm::detail

@@ -108,4 +108,21 @@ at::Tensor per_image_norm(const at::Tensor& x) {
   return x.reshape({b, -1}).norm(2, {1}, /*keepdim=*/true).reshape(shape);
 }
 
+at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, const Stepper& step) {
+  const int64_t K = static_cast<int64_t>(kept.size());
+  for (int64_t k = K - 1; k >= 0; --k) {
+    const int64_t t = kept[static_cast<size_t>(k)];
+    const SamplerRun::Estimate e = run.estimate(x, t);
+    if (k == 0) {
+      x = e.x0;  // ᾱ = 1 after the last kept step: every sampler's output is x̂₀ there
+    } else {
+      const int64_t t_prev = kept[static_cast<size_t>(k - 1)];
+      x = step(k, t, t_prev, e, x);
+      run.correct(x, t_prev);
+    }
+    if (!run.report(K - k, K, x)) return e.x0;
+  }
+  return x;
+}
+
 }  // namespace ddpm::detail

@@ -9,26 +9,15 @@
 
 namespace ddpm::detail {
 
-at::Tensor sample_ddim(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x) {
-  const int64_t K = static_cast<int64_t>(kept.size());
+Stepper ddim_stepper(SamplerRun& run, const std::vector<int64_t>& /*kept*/) {
   const double eta = run.config().eta;
-  for (int64_t k = K - 1; k >= 0; --k) {
-    const int64_t t = kept[static_cast<size_t>(k)];
-    const auto e = run.estimate(x, t);
-    if (k == 0) {
-      x = e.x0;
-    } else {
-      const int64_t t_prev = kept[static_cast<size_t>(k - 1)];
-      const double ab = run.alpha_bar(t), ab_prev = run.alpha_bar(t_prev);
-      const double sigma = eta * std::sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev));
-      const double direction = std::sqrt(std::max(0.0, 1.0 - ab_prev - sigma * sigma));
-      x = e.x0 * std::sqrt(ab_prev) + e.eps * direction;
-      if (eta > 0.0) x = x + run.noise() * sigma;
-      run.correct(x, t_prev);
-    }
-    if (!run.report(K - k, K, x)) return e.x0;
-  }
-  return x;
+  return [&run, eta](int64_t, int64_t t, int64_t t_prev, const SamplerRun::Estimate& e, const at::Tensor&) {
+    const double ab = run.alpha_bar(t), ab_prev = run.alpha_bar(t_prev);
+    const double sigma = eta * std::sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev));
+    const double direction = std::sqrt(std::max(0.0, 1.0 - ab_prev - sigma * sigma));
+    at::Tensor x = e.x0 * std::sqrt(ab_prev) + e.eps * direction;
+    return eta > 0.0 ? x + run.noise() * sigma : x;
+  };
 }
 
 }  // namespace ddpm::detail

@@ -22,39 +22,29 @@ double half_logsnr(double ab) {
 
 }  // namespace
 
-at::Tensor sample_dpmpp_2m(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x) {
-  const int64_t K = static_cast<int64_t>(kept.size());
-  at::Tensor d_prev;
-  double h_prev = 0.0;
-  for (int64_t k = K - 1; k >= 0; --k) {
-    const int64_t s = kept[static_cast<size_t>(k)];
-    const auto e = run.estimate(x, s);
-    if (k == 0) {
-      x = e.x0;
-    } else {
-      const int64_t t = kept[static_cast<size_t>(k - 1)];
-      const double ab_s = run.alpha_bar(s), ab_t = run.alpha_bar(t);
-      const double h = half_logsnr(ab_t) - half_logsnr(ab_s);
-      const double sigma_ratio = std::sqrt((1.0 - ab_t) / (1.0 - ab_s));
-      const double coef_d = -std::sqrt(ab_t) * std::expm1(-h);  // −α_t (e^{−h} − 1)
-      at::Tensor d = e.x0;
-      if (d_prev.defined()) {
-        const double r = h_prev / h;
-        d = e.x0 * (1.0 + 0.5 / r) - d_prev * (0.5 / r);
-      }
-      x = x * sigma_ratio + d * coef_d;
-      d_prev = e.x0;
-      h_prev = h;
-      if (run.config().corrector) {
-        run.correct(x, t);
-        // The Langevin moves leave the ODE trajectory that D_prev belongs to; extrapolating
-        // through it would inflate the noise, so the next step restarts in first order.
-        d_prev = at::Tensor();
-      }
+Stepper dpmpp_2m_stepper(SamplerRun& run, const std::vector<int64_t>& /*kept*/) {
+  struct History {
+    at::Tensor d_prev;  // D of the previous step (x̂₀ there); undefined: next step is first order
+    double h_prev = 0.0;
+  };
+  auto history = std::make_shared<History>();
+  return [&run, history](int64_t, int64_t s, int64_t t, const SamplerRun::Estimate& e, const at::Tensor& x) {
+    const double ab_s = run.alpha_bar(s), ab_t = run.alpha_bar(t);
+    const double h = half_logsnr(ab_t) - half_logsnr(ab_s);
+    const double sigma_ratio = std::sqrt((1.0 - ab_t) / (1.0 - ab_s));
+    const double coef_d = -std::sqrt(ab_t) * std::expm1(-h);  // −α_t (e^{−h} − 1)
+    at::Tensor d = e.x0;
+    if (history->d_prev.defined()) {
+      const double r = history->h_prev / h;
+      d = e.x0 * (1.0 + 0.5 / r) - history->d_prev * (0.5 / r);
     }
-    if (!run.report(K - k, K, x)) return e.x0;
-  }
-  return x;
+    // The corrector's Langevin moves (run after this step) leave the ODE trajectory that
+    // D_prev belongs to; extrapolating through it would inflate the noise, so with the
+    // corrector on every step is first order.
+    history->d_prev = run.config().corrector ? at::Tensor() : e.x0;
+    history->h_prev = h;
+    return x * sigma_ratio + d * coef_d;
+  };
 }
 
 }  // namespace ddpm::detail

@@ -2,9 +2,12 @@
 // Shared machinery of the samplers (private): one sampling run, its noise, the denoiser
 // call with x̂₀ processing, the corrector and the progress reporting.
 #include <ATen/Tensor.h>
+
 #include <ATen/TensorOperators.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "ddpm/samplers/sampler.hpp"
@@ -70,9 +73,20 @@ std::vector<double> to_double_vector(const at::Tensor& t);
 /// in float64, so it does not depend on the batch (bitwise batch invariance).
 at::Tensor per_image_norm(const at::Tensor& x);
 
-// The three predictors. Each returns the final sample, or x̂₀ when stopped early.
-at::Tensor sample_ancestral(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
-at::Tensor sample_ddim(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
-at::Tensor sample_dpmpp_2m(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
+/// One predictor step of a sampler: from x at kept index k (original timestep t, estimate e)
+/// to x at kept index k − 1 (original timestep t_prev), before the corrector. Called for
+/// k = K−1 … 1 in that order; a stepper may keep state between calls (multistep history).
+using Stepper = std::function<at::Tensor(int64_t k, int64_t t, int64_t t_prev, const SamplerRun::Estimate& e,
+                                         const at::Tensor& x)>;
+
+/// The one sampling loop (k-diffusion style): per kept step, estimate at t, step to t_prev
+/// (the last step returns x̂₀), run the corrector, report. Returns the final sample, or x̂₀
+/// when progress stops it early.
+at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, const Stepper& step);
+
+// The predictors: each makes its Stepper for a run (sampler.cpp maps SamplerKind to them).
+Stepper ancestral_stepper(SamplerRun& run, const std::vector<int64_t>& kept);
+Stepper ddim_stepper(SamplerRun& run, const std::vector<int64_t>& kept);
+Stepper dpmpp_2m_stepper(SamplerRun& run, const std::vector<int64_t>& kept);
 
 }  // namespace ddpm::detail

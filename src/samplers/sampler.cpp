@@ -24,6 +24,16 @@ std::string show(double v) {
   return buf;
 }
 
+// The registry of predictors: a new sampler is one file with its Stepper plus one line here.
+detail::Stepper make_stepper(SamplerKind kind, detail::SamplerRun& run, const std::vector<int64_t>& kept) {
+  switch (kind) {
+    case SamplerKind::Ddpm: return detail::ancestral_stepper(run, kept);
+    case SamplerKind::Ddim: return detail::ddim_stepper(run, kept);
+    case SamplerKind::DpmSolver2M: return detail::dpmpp_2m_stepper(run, kept);
+  }
+  throw std::invalid_argument("sampler: unknown kind");
+}
+
 }  // namespace
 
 SamplerKind parse_sampler_kind(const std::string& text) {
@@ -119,12 +129,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
   const auto kept = timestep_subset(T, config.resolved_steps(T), config.spacing);
   detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, kept, progress, on_step);
   at::Tensor x = run.initial();
-  switch (config.kind) {
-    case SamplerKind::Ddpm: return detail::sample_ancestral(run, kept, x);
-    case SamplerKind::Ddim: return detail::sample_ddim(run, kept, x);
-    case SamplerKind::DpmSolver2M: return detail::sample_dpmpp_2m(run, kept, x);
-  }
-  throw std::invalid_argument("sampler: unknown kind");
+  return detail::run_predictor(run, kept, x, make_stepper(config.kind, run, kept));
 }
 
 }  // namespace ddpm

@@ -79,6 +79,17 @@ std::string to_string(Spacing spacing);
 /// `steps` distinct indices in [0, T), ascending. steps == T gives 0..T-1.
 std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing);
 
+/// The posterior q(x_{i−1} | x_i, x₀) of one step with β_i (DDPM eqs. 6–7), from ᾱ_{i−1}
+/// (1 before the first step) and 1 − ᾱ_i, 1 − ᾱ_{i−1} (passed apart: they are more exact
+/// than 1 − ᾱ where ᾱ is near 1). Used for the schedule's tables and for respaced steps.
+struct PosteriorStep {
+  double coef_x0;   ///< β_i √ᾱ_{i−1} / (1 − ᾱ_i)
+  double coef_xt;   ///< (1 − ᾱ_{i−1}) √(1 − β_i) / (1 − ᾱ_i)
+  double variance;  ///< β̃_i = β_i (1 − ᾱ_{i−1}) / (1 − ᾱ_i)
+};
+PosteriorStep posterior_step(double beta, double alpha_bar_prev, double one_minus_alpha_bar,
+                             double one_minus_alpha_bar_prev);
+
 /// β'_k = 1 − ᾱ[kept_k] / ᾱ[kept_{k−1}] (ᾱ[kept_{−1}] = 1): the respaced process
 /// over `kept` (ascending), from ᾱ ratios — never from β at t−1. float64 [K].
 at::Tensor respaced_betas(const at::Tensor& alpha_bar64, const std::vector<int64_t>& kept);
