@@ -221,92 +221,25 @@ int64_t count_parameters(const torch::nn::Module& module) {
   return n;
 }
 
-namespace {
-
-/// Walks the layers of the config's U-Net for one image, in the same order as the model,
-/// counting parameters and 2·MACs. Independent of the module code.
-struct Counts {
-  int64_t params = 0;
-  double flops = 0;
-};
-
-Counts count_layers(const UNetConfig& c) {
-  c.validate();
-  Counts n;
-  auto conv = [&](int64_t in, int64_t out, int64_t k, int64_t ho, int64_t wo) {
-    n.params += in * out * k * k + out;
-    n.flops += 2.0 * in * out * k * k * ho * wo;
-  };
-  auto linear = [&](int64_t in, int64_t out) {
-    n.params += in * out + out;
-    n.flops += 2.0 * in * out;
-  };
-  auto norm = [&](int64_t ch) { n.params += 2 * ch; };
-  const int64_t ch = c.base_channels, temb = c.time_embed_dim(), L = c.levels();
-  auto res = [&](int64_t in, int64_t out, int64_t h, int64_t w) {
-    norm(in);
-    conv(in, out, 3, h, w);
-    linear(temb, out);
-    norm(out);
-    conv(out, out, 3, h, w);
-    if (in != out) conv(in, out, 1, h, w);
-  };
-  auto attn = [&](int64_t ch_, int64_t h, int64_t w) {
-    norm(ch_);
-    for (int i = 0; i < 4; ++i) conv(ch_, ch_, 1, h, w);
-    const double N = static_cast<double>(h * w);
-    n.flops += 2.0 * 2.0 * N * N * ch_;  // qᵀk and v·softmax, N²·C MACs each (summed over heads)
-  };
-  linear(ch, temb);
-  linear(temb, temb);
-  int64_t H = c.image_height, W = c.image_width;
-  conv(c.image_channels, ch, 3, H, W);
-  std::vector<int64_t> skip{ch};
-  int64_t cur = ch;
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t out = ch * c.channel_mult[l];
-    for (int64_t b = 0; b < c.num_res_blocks; ++b) {
-      res(cur, out, H, W);
-      cur = out;
-      if (contains(c.attention_resolutions, H)) attn(cur, H, W);
-      skip.push_back(cur);
-    }
-    if (l != L - 1) {
-      H /= 2, W /= 2;
-      if (c.resample == "conv") conv(cur, cur, 3, H, W);
-      skip.push_back(cur);
-    }
-  }
-  res(cur, cur, H, W);
-  attn(cur, H, W);
-  res(cur, cur, H, W);
-  for (int64_t l = L - 1; l >= 0; --l) {
-    const int64_t out = ch * c.channel_mult[l];
-    for (int64_t b = 0; b <= c.num_res_blocks; ++b) {
-      res(cur + skip.back(), out, H, W);
-      skip.pop_back();
-      cur = out;
-      if (contains(c.attention_resolutions, H)) attn(cur, H, W);
-    }
-    if (l != 0) {
-      H *= 2, W *= 2;
-      conv(cur, cur, 3, H, W);
-    }
-  }
-  norm(cur);
-  conv(cur, c.out_channels(), 3, H, W);
-  return n;
+int64_t parameter_count(const UNetConfig& config) {
+  UNet model(config);
+  return count_parameters(*model);
 }
 
-}  // namespace
-
-int64_t parameter_count(const UNetConfig& config) { return count_layers(config).params; }
-
-double forward_flops(const UNetConfig& config) { return count_layers(config).flops; }
+double forward_flops(const UNetConfig& config) {
+  UNetConfig c = config;
+  c.channels_last = false;
+  UNet model(c);
+  c10::InferenceMode guard;
+  unet_detail::FlopCount count;  // the modules add their products while it is installed
+  model->forward(at::zeros({1, c.image_channels, c.image_height, c.image_width}), at::zeros({1}, at::kLong));
+  return count.total;
+}
 
 std::string summary(const UNetConfig& c) {
   const auto levels = level_info(c);
-  const Counts n = count_layers(c);
+  const int64_t params = parameter_count(c);
+  const double flops = forward_flops(c);
   std::ostringstream s;
   s << "U-Net (DDPM): " << c.image_channels << "x" << c.image_height << "x" << c.image_width << " -> "
     << c.out_channels() << " channels" << (c.learned_variance ? " (learned variance)" : "") << "\n";
@@ -314,8 +247,8 @@ std::string summary(const UNetConfig& c) {
     << c.num_res_blocks << ", attention-resolutions " << (c.attention_resolutions.empty() ? "none" : join(c.attention_resolutions))
     << ", num-heads " << c.num_heads << ", dropout " << c.dropout << ", groups " << c.groups << ", norm-eps "
     << c.norm_eps << ", resample " << c.resample << (c.channels_last ? ", channels-last" : "") << "\n";
-  s << "parameters: " << n.params << "\n";
-  s << "forward GFLOPs/image: " << n.flops * 1e-9 << "\n";
+  s << "parameters: " << params << "\n";
+  s << "forward GFLOPs/image: " << flops * 1e-9 << "\n";
   for (size_t l = 0; l < levels.size(); ++l)
     s << "level " << l << ": " << levels[l].channels << "x" << levels[l].height << "x" << levels[l].width
       << (levels[l].attention ? " + attention" : "") << "\n";

@@ -30,6 +30,24 @@ inline bool can_inplace() { return !at::GradMode::is_enabled() || c10::Inference
 /// still holds is never overwritten.
 inline at::Tensor act(at::Tensor x) { return can_inplace() && x.use_count() == 1 ? at::silu_(x) : at::silu(x); }
 
+/// FLOP accounting for forward_flops(): while a counter is installed (FlopCount), every
+/// weighted product of a forward pass adds 2 × its multiply-adds. So the count comes from
+/// the modules themselves and follows any change of the architecture.
+inline double*& flop_counter() {
+  static thread_local double* counter = nullptr;
+  return counter;
+}
+inline void count_flops(double flops) {
+  if (double* c = flop_counter()) *c += flops;
+}
+struct FlopCount {
+  double total = 0;
+  FlopCount() { flop_counter() = &total; }
+  ~FlopCount() { flop_counter() = nullptr; }
+  FlopCount(const FlopCount&) = delete;
+  FlopCount& operator=(const FlopCount&) = delete;
+};
+
 class Conv2dImpl : public torch::nn::Cloneable<Conv2dImpl> {
  public:
   Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, double init_scale)
@@ -43,7 +61,9 @@ class Conv2dImpl : public torch::nn::Cloneable<Conv2dImpl> {
     variance_scaling_(weight, init_scale_, in_ * rf, out_ * rf);
   }
   at::Tensor forward(const at::Tensor& x) const {
-    return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+    at::Tensor y = at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+    count_flops(2.0 * in_ * out_ * kernel_ * kernel_ * static_cast<double>(y.numel() / out_));
+    return y;
   }
   at::Tensor weight, bias;
 
@@ -60,7 +80,10 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
     bias = register_parameter("bias", at::zeros({out_}));
     variance_scaling_(weight, init_scale_, in_, out_);
   }
-  at::Tensor forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+  at::Tensor forward(const at::Tensor& x) const {
+    count_flops(2.0 * in_ * out_ * static_cast<double>(x.numel() / in_));
+    return at::linear(x, weight, bias);
+  }
   at::Tensor weight, bias;
 
  private:
@@ -150,6 +173,9 @@ class AttentionBlockImpl : public torch::nn::Cloneable<AttentionBlockImpl> {
   at::Tensor forward(const at::Tensor& x) {
     const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), N = H * W;
     const int64_t d = C / heads_;
+    // q (folded scale) and the output projection bypass their modules' forward; k and v
+    // count themselves. qᵀk and w·v: N²·C multiply-adds each, summed over heads.
+    count_flops(2.0 * 2.0 * B * N * C * C + 2.0 * 2.0 * B * static_cast<double>(N) * N * C);
     const at::Tensor hn = norm->forward(x);
     // [B, C, H, W] → [B·heads, d, N]: a view in both memory formats when heads = 1.
     auto split = [&](const at::Tensor& y) { return y.reshape({B, heads_, d, N}).reshape({B * heads_, d, N}); };

@@ -10,13 +10,7 @@
 // The timestep t goes through the sinusoidal embedding (width ch), then
 // Linear(ch → 4ch) → SiLU → Linear(4ch → 4ch); every ResBlock adds
 // Linear(SiLU(temb)) to its features, broadcast over height and width.
-//
-// Speed notes (LibTorch 1.13 CPU, measured on the project machine): forward works under
-// autocast (bf16 on CPU, fp16/bf16 on CUDA); GroupNorm then runs in float32, as CUDA
-// autocast does. bf16 autocast is ~1.5–2x faster than fp32 on a CPU with AVX512-BF16.
-// channels_last is about as fast as contiguous on CPU (GroupNorm is fed a contiguous copy
-// there) and is the format to use on CUDA. On a VM, glibc returning freed activations to
-// the OS costs more than the convolutions (see the tools' runtime set-up).
+// Measured speed notes (bf16, channels_last, memory) are in bench/README.md.
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -117,15 +111,15 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_perio
 /// Number of trainable parameters (requires_grad) of a module.
 int64_t count_parameters(const torch::nn::Module& module);
 
-/// Number of parameters of the U-Net described by `config`, counted analytically
-/// (without building it). Equals count_parameters(UNet(config)).
+/// Number of parameters of the U-Net described by `config` (builds it on the CPU and counts).
 int64_t parameter_count(const UNetConfig& config);
 
-/// Multiply-adds × 2 of one forward pass for one image of the config's size, counted
-/// from the layers: every convolution (C_in·C_out·k²·H_out·W_out MACs), every linear
-/// layer (time MLP and the ResBlocks' time projections), and the attention products
-/// qᵀk and v·softmax (N²·C MACs each, N = H·W). Normalisation, activations, softmax,
-/// additions, biases and resampling without weights are not counted.
+/// Multiply-adds × 2 of one forward pass for one image of the config's size, as the
+/// modules count them during a real forward pass on the CPU: every convolution
+/// (C_in·C_out·k²·H_out·W_out MACs), every linear layer (time MLP and the ResBlocks' time
+/// projections), and the attention products qᵀk and w·v (N²·C MACs each, N = H·W).
+/// Normalisation, activations, softmax, additions, biases and resampling without weights
+/// are not counted.
 double forward_flops(const UNetConfig& config);
 
 /// A human-readable summary: architecture settings, one line `parameters: N`,
