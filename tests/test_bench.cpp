@@ -261,6 +261,13 @@ TEST_F(BenchTool, BadInputIsOneLineErrorWithExitCode2) {
 
   r = run_command(exe_ + " --config " + dir_ + "/missing.toml --iters 1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+
+  // A config name is a name: a path is refused, never read as a config.
+  for (const char* name : {"../../../etc/passwd", "/etc/passwd", ".hidden", "a/b"}) {
+    r = run_command(exe_ + " --model '" + name + "' --iters 1");
+    EXPECT_EQ(r.exit_code, 2) << name << ": " << r.output;
+    EXPECT_NE(r.output.find("not a config name"), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace

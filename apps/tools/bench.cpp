@@ -1,6 +1,8 @@
 // ddpm-bench: training and sampling throughput of a U-Net config, and how close it
 // comes to the machine's own convolution throughput. Prints one JSON object.
 // What each number means: bench/README.md.
+#include <algorithm>
+#include <cctype>
 #include <ATen/Parallel.h>
 #include <limits.h>
 #include <torch/version.h>
@@ -49,8 +51,15 @@ fs::path executable_dir() {
 /// configs/NAME.toml, looked up where a checkout or an install keeps it.
 std::string resolve_model(const std::string& name) {
   if (name.empty()) throw std::invalid_argument("--model: empty name");
+  // A config name is a name (cifar10-32), never a path: --model ../../../etc/passwd must not
+  // read /etc/passwd. Files are given with --config FILE.
+  const bool plain = name.front() != '.' && std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
+  });
+  if (!plain)
+    throw std::invalid_argument("--model '" + name +
+                                "': not a config name (letters, digits, '-', '_', '.'); give a file with --config FILE");
   std::vector<fs::path> candidates;
-  if (name.find('/') != std::string::npos || fs::path(name).extension() == ".toml") candidates.emplace_back(name);
   const std::string file = name + ".toml";
   if (const char* dir = std::getenv("DDPM_CONFIG_DIR"); dir && *dir) candidates.push_back(fs::path(dir) / file);
   const fs::path exe = executable_dir();
