@@ -1,0 +1,227 @@
+// ddpm::dist: the launch environment (torchrun, SLURM) and c10d/Gloo collectives between
+// real processes on this machine.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "ddpm/dist/launch.hpp"
+#include "ddpm/dist/process_group.hpp"
+
+namespace {
+
+using ddpm::dist::LaunchInfo;
+using ddpm::dist::Launcher;
+
+LaunchInfo launch(const std::map<std::string, std::string>& vars) {
+  return ddpm::dist::launch_from_environment([&vars](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  });
+}
+
+std::string error_of(const std::map<std::string, std::string>& vars) {
+  try {
+    launch(vars);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Launch, PlainProcessIsWorldSizeOne) {
+  const LaunchInfo info = launch({});
+  EXPECT_EQ(info.launcher, Launcher::Single);
+  EXPECT_EQ(info.world_size, 1);
+  EXPECT_FALSE(info.distributed());
+}
+
+TEST(Launch, TorchrunEnvironment) {
+  const LaunchInfo info = launch({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                                  {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "29511"},
+                                  {"TORCHELASTIC_RESTART_COUNT", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
+  EXPECT_EQ(info.launcher, Launcher::Torchrun);
+  EXPECT_EQ(info.rank, 3);
+  EXPECT_EQ(info.world_size, 8);
+  EXPECT_EQ(info.local_rank, 1);
+  EXPECT_EQ(info.local_world_size, 2);
+  EXPECT_EQ(info.master_addr, "10.1.2.3");
+  EXPECT_EQ(info.master_port, 29511);
+  EXPECT_EQ(info.restart_count, 2);
+  EXPECT_TRUE(info.agent_store);
+}
+
+TEST(Launch, SlurmEnvironmentAndItsMaster) {
+  LaunchInfo info = launch({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "2"},
+                            {"SLURM_NTASKS_PER_NODE", "3(x2)"}, {"SLURM_JOB_NODELIST", "gpu[07-09,12],cpu3"},
+                            {"SLURM_JOB_ID", "123456"}});
+  EXPECT_EQ(info.launcher, Launcher::Slurm);
+  EXPECT_EQ(info.rank, 5);
+  EXPECT_EQ(info.world_size, 6);
+  EXPECT_EQ(info.local_rank, 2);
+  EXPECT_EQ(info.local_world_size, 3);
+  EXPECT_EQ(info.master_addr, "gpu07");
+  EXPECT_EQ(info.master_port, 20000 + 123456 % 20000);
+  // MASTER_ADDR / MASTER_PORT win when set.
+  info = launch({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "a,b"},
+                 {"MASTER_ADDR", "head"}, {"MASTER_PORT", "1234"}});
+  EXPECT_EQ(info.master_addr, "head");
+  EXPECT_EQ(info.master_port, 1234);
+}
+
+TEST(Launch, NodeLists) {
+  EXPECT_EQ(ddpm::dist::first_host_of_nodelist("node1"), "node1");
+  EXPECT_EQ(ddpm::dist::first_host_of_nodelist("a,b,c"), "a");
+  EXPECT_EQ(ddpm::dist::first_host_of_nodelist("n[001-004]"), "n001");
+  EXPECT_EQ(ddpm::dist::first_host_of_nodelist("n[3,5-9],m[1-2]"), "n3");
+  for (const char* bad : {"", "n[1-2", "n[x]", "[1-2]", "n[]"})
+    EXPECT_THROW(ddpm::dist::first_host_of_nodelist(bad), std::invalid_argument) << bad;
+}
+
+TEST(Launch, MalformedValuesNameTheVariable) {
+  EXPECT_NE(error_of({{"RANK", "x"}, {"WORLD_SIZE", "2"}}).find("RANK"), std::string::npos);
+  EXPECT_NE(error_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}).find("RANK"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"RANK", "0"}}).find("WORLD_SIZE"), std::string::npos);
+  EXPECT_NE(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}).find("MASTER_ADDR"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "70000"}})
+                .find("MASTER_PORT"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}).find("SLURM_JOB_NODELIST"), std::string::npos);
+}
+
+// ---------------------------------------------------------------- real processes
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Runs body(rank) in `world` forked processes; returns their exit codes (-1: killed after
+// `limit`). body returns the exit code.
+template <class Body>
+std::vector<int> run_ranks(int world, Body body, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 99;
+      try {
+        code = body(r);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rank %d: %s\n", r, e.what());
+        code = 98;
+      }
+      std::fflush(nullptr);
+      ::_exit(code);
+    }
+    pids.push_back(pid);
+  }
+  std::vector<int> codes(world, -1);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (int r = 0; r < world; ++r) {
+    int status = 0;
+    while (true) {
+      const pid_t done = ::waitpid(pids[r], &status, WNOHANG);
+      if (done == pids[r]) {
+        codes[r] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pids[r], SIGKILL);
+        ::waitpid(pids[r], &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return codes;
+}
+
+LaunchInfo local_rank_info(int rank, int world, int port) {
+  LaunchInfo info;
+  info.launcher = Launcher::Torchrun;
+  info.rank = info.local_rank = rank;
+  info.world_size = info.local_world_size = world;
+  info.master_addr = "127.0.0.1";
+  info.master_port = port;
+  return info;
+}
+
+TEST(ProcessGroup, CollectivesBetweenTwoProcesses) {
+  if (!ddpm::dist::gloo_available()) GTEST_SKIP() << "skipped: this build has no c10d/Gloo (no Gloo headers)";
+  const int port = free_port();
+  const auto codes = run_ranks(2, [port](int rank) {
+    ddpm::dist::ProcessGroup pg(local_rank_info(rank, 2, port), std::chrono::seconds(30));
+    if (pg.rank() != rank || pg.world_size() != 2) return 1;
+    at::Tensor t = at::full({5}, static_cast<float>(rank + 1));
+    pg.all_reduce_sum(t);  // 1 + 2
+    if (!at::equal(t, at::full({5}, 3.0f))) return 2;
+    at::Tensor b = at::arange(4, at::kFloat) * static_cast<float>(rank + 7);
+    pg.broadcast(b, 1);  // rank 1's values: 8·[0, 1, 2, 3]
+    if (!at::equal(b, at::arange(4, at::kFloat) * 8.0f)) return 3;
+    if (pg.any(false)) return 4;
+    if (!pg.any(rank == 1)) return 5;
+    at::Tensor big = at::ones({1 << 16}) * static_cast<float>(rank);
+    auto pending = pg.all_reduce_sum_async(big);
+    pending->wait();
+    if (big.sum().item<double>() != static_cast<double>(1 << 16)) return 6;
+    pg.barrier();
+    return 0;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
+}
+
+TEST(ProcessGroup, ALostRankEndsTheOthersCollectiveWithAnErrorNotAHang) {
+  if (!ddpm::dist::gloo_available()) GTEST_SKIP() << "skipped: this build has no c10d/Gloo (no Gloo headers)";
+  const int port = free_port();
+  const auto start = std::chrono::steady_clock::now();
+  const auto codes = run_ranks(2, [port](int rank) {
+    ddpm::dist::ProcessGroup pg(local_rank_info(rank, 2, port), std::chrono::seconds(5));
+    pg.barrier();
+    if (rank == 1) ::_exit(0);  // dies without a word
+    at::Tensor t = at::ones({8});
+    try {
+      for (int i = 0; i < 3; ++i) pg.all_reduce_sum(t);
+    } catch (const std::runtime_error& e) {
+      std::fprintf(stderr, "rank 0 got: %s\n", e.what());
+      return 7;  // the expected end: an error
+    }
+    return 0;
+  });
+  EXPECT_EQ(codes[0], 7);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(40));
+}
+
+TEST(ProcessGroup, SingleProcessGroupIsTheIdentity) {
+  ddpm::dist::ProcessGroup pg;
+  at::Tensor t = at::full({3}, 2.0f);
+  pg.all_reduce_sum(t);
+  pg.broadcast(t, 0);
+  pg.barrier();
+  EXPECT_TRUE(at::equal(t, at::full({3}, 2.0f)));
+  EXPECT_TRUE(pg.any(true));
+  EXPECT_FALSE(pg.any(false));
+  // World size 1 from a launcher: no sockets are opened (port 1 would fail).
+  EXPECT_NO_THROW(ddpm::dist::ProcessGroup(local_rank_info(0, 1, 1), std::chrono::seconds(1)).barrier());
+}
+
+}  // namespace
