@@ -12,6 +12,7 @@
 
 #include "tools/cpu_env.hpp"
 #include "ddpm/runtime.hpp"
+#include "ddpm/util/errors.hpp"
 #include "ddpm/version.hpp"
 
 namespace ddpm::cli {
@@ -52,19 +53,17 @@ int run_app(CLI::App& app, int argc, char** argv, const std::function<int()>& bo
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << app.get_name() << ": error: " << e.what() << "\n";
+    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";
     return 2;
   }
   try {
     return body();
   } catch (const std::invalid_argument& e) {
-    std::cerr << app.get_name() << ": error: " << e.what() << "\n";
+    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::string msg = e.what();
     // LibTorch errors carry a C++ backtrace after the first line; keep the first.
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    std::cerr << app.get_name() << ": error: " << msg << "\n";
+    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";
     return 1;
   }
 }
