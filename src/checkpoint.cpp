@@ -10,9 +10,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 #include <utility>
+
+#include "train/durable_write.hpp"
+#include "train/zip_check.hpp"
 
 namespace fs = std::filesystem;
 
@@ -42,13 +46,8 @@ int64_t step_of(const std::string& name) {
   return std::stoll(digits);
 }
 
-// Makes the file's bytes durable before the rename publishes it.
-void sync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  throw CorruptCheckpointError("checkpoint '" + path + "': " + what);
 }
 
 }  // namespace
@@ -57,7 +56,6 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
   if (!c.model) throw std::invalid_argument("save_checkpoint: no model given");
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
   try {
     torch::serialize::OutputArchive archive;
     auto cu = archive.compilation_unit();
@@ -88,12 +86,15 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
     }
     archive.write("data_epoch", c10::IValue(c.data_state.epoch));
     archive.write("data_position", c10::IValue(c.data_state.position));
-    archive.save_to(tmp);
-    sync_file(tmp);
-    fs::rename(tmp, target);
+    // Serialized in memory first: LibTorch's file writer throws from its destructor on a full
+    // disk (std::terminate); our own writer checks every write, fsyncs, renames and syncs the directory.
+    std::string bytes;
+    archive.save_to([&bytes](const void* data, size_t n) {
+      bytes.append(static_cast<const char*>(data), n);
+      return n;
+    });
+    write_file_durably(path, bytes);
   } catch (const std::exception& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
     throw std::runtime_error("checkpoint '" + path + "': cannot be written: " + first_line(e.what()));
   }
 }
@@ -134,6 +135,26 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove(all[i], ec);
 }
 
+std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step) {
+  std::vector<std::string> newer;
+  for (const auto& p : list_checkpoints(run_dir))
+    if (step_of(fs::path(p).filename().string()) > step) newer.push_back(p);
+  if (newer.empty()) return "";
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  const fs::path checkpoints = fs::path(run_dir) / "checkpoints";
+  fs::path aside = checkpoints / (std::string("abandoned-") + stamp);
+  for (int k = 2; fs::exists(aside); ++k) aside = checkpoints / (std::string("abandoned-") + stamp + "-" + std::to_string(k));
+  fs::create_directories(aside);
+  for (const auto& p : newer) fs::rename(p, aside / fs::path(p).filename());
+  sync_directory(aside.string());
+  sync_directory(checkpoints.string());
+  return aside.string();
+}
+
 // ---------------------------------------------------------------- reading
 
 CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) : path_(path) {
@@ -143,12 +164,22 @@ CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) 
     path_ = latest_checkpoint(path);
     if (path_.empty()) fail(path, "run directory has no checkpoints (expected checkpoints/ckpt-<step>.pt)");
   }
+  // A FIFO or a device would block or stream without end: checkpoints are regular files.
+  if (!fs::is_regular_file(path_, ec)) fail(path_, "is not a regular file");
   if (fs::file_size(path_, ec) == 0) fail(path_, "file is empty");
+  if (const std::string why = verify_zip_records(path_); !why.empty()) {
+    std::string previous;
+    if (fs::is_directory(path, ec)) {
+      auto all = list_checkpoints(path);
+      if (all.size() >= 2) previous = "; the previous checkpoint is " + all[all.size() - 2];
+    }
+    corrupt(path_, "is corrupt or truncated (" + why + ")" + previous);
+  }
   archive_ = std::make_unique<torch::serialize::InputArchive>();
   try {
     archive_->load_from(path_, device);
   } catch (const std::exception& e) {
-    fail(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
+    corrupt(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
   }
   c10::IValue v;
   try {

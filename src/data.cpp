@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "ddpm/image.hpp"
@@ -28,7 +29,9 @@ void DataConfig::validate() const {
   if (height < 0 || width < 0 || (height == 0) != (width == 0))
     throw std::invalid_argument("--image-size: height and width must both be positive (or both 0 = native), got " +
                                 std::to_string(height) + "x" + std::to_string(width));
-  if (workers < 0) throw std::invalid_argument("--workers: must be >= 0, got " + std::to_string(workers));
+  if (workers < 0 || workers > kMaxWorkers)
+    throw std::invalid_argument("--workers: must be in [0, " + std::to_string(kMaxWorkers) + "], got " +
+                                std::to_string(workers));
   if (prefetch < 1) throw std::invalid_argument("--prefetch: must be >= 1, got " + std::to_string(prefetch));
 }
 
@@ -54,10 +57,18 @@ void parallel_for(int64_t n, int64_t threads, F&& fn) {
   }
   std::atomic<int64_t> next{0};
   std::vector<std::thread> pool;
-  for (int64_t t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (int64_t i; (i = next++) < n;) fn(i);
-    });
+  try {
+    for (int64_t t = 0; t < threads; ++t)
+      pool.emplace_back([&] {
+        for (int64_t i; (i = next++) < n;) fn(i);
+      });
+  } catch (const std::system_error& e) {
+    // Out of threads (ulimit, memory): the started ones must be joined before unwinding.
+    next = n;
+    for (auto& th : pool) th.join();
+    throw std::runtime_error("--workers: cannot start thread " + std::to_string(pool.size() + 1) + " of " +
+                             std::to_string(threads) + " (" + e.what() + "); use fewer --workers");
+  }
   for (auto& th : pool) th.join();
 }
 

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
@@ -220,9 +222,21 @@ void save_png(const std::string& path, const Image& image) {
     throw std::invalid_argument("save_png '" + path + "': pixel buffer does not match " +
                                 std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
                                 std::to_string(image.channels));
-  if (!stbi_write_png(path.c_str(), image.width, image.height, image.channels, image.pixels.data(),
-                      image.width * image.channels))
-    throw std::runtime_error("cannot write PNG file '" + path + "'");
+  // Encoded in memory, then written with every write checked: stb's own file writer ignores
+  // write errors (a full disk or /dev/full gave a 0-byte file and success).
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
+                              image.width * image.channels))
+    throw std::runtime_error("cannot encode PNG file '" + path + "'");
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(errno));
+  const bool written = std::fwrite(png.data(), 1, png.size(), f) == png.size() && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !written)
+    throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(written ? errno : err));
 }
 
 Image image_from_tensor(const at::Tensor& chw_uint8) {
