@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/config.hpp"
+#include "ddpm/train/config.hpp"
 #include "test_util.hpp"
 
 namespace {

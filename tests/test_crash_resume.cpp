@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "../src/train/zip_check.hpp"
-#include "ddpm/checkpoint.hpp"
-#include "ddpm/image.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

@@ -20,9 +20,9 @@
 #include <thread>
 
 #include "../src/train/zip_check.hpp"
-#include "ddpm/checkpoint.hpp"
-#include "ddpm/data.hpp"
-#include "ddpm/image.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/data/image.hpp"
 #include "ddpm/io/crc32.hpp"
 #include "test_util.hpp"
 

@@ -18,9 +18,9 @@
 #include <tuple>
 #include <vector>
 
-#include "../src/cli/options_sampler.hpp"
+#include "cli/options_sampler.hpp"
 #include "ddpm/runtime.hpp"
-#include "ddpm/sampler.hpp"
+#include "ddpm/samplers/sampler.hpp"
 
 namespace {
 

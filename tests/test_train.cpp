@@ -11,11 +11,11 @@
 #include <numeric>
 #include <vector>
 
-#include "ddpm/checkpoint.hpp"
-#include "ddpm/config.hpp"
-#include "ddpm/data.hpp"
-#include "ddpm/image.hpp"
-#include "ddpm/trainer.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/config.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/data/image.hpp"
+#include "ddpm/train/trainer.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

@@ -13,9 +13,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "../src/cli/options_model.hpp"
-#include "../src/unet_layers.hpp"
-#include "ddpm/unet.hpp"
+#include "cli/options_model.hpp"
+#include "models/unet_layers.hpp"
+#include "ddpm/models/unet.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -4,7 +4,7 @@
 // height/width/channels itself.
 #include <CLI/CLI.hpp>
 
-#include "ddpm/data.hpp"
+#include "ddpm/data/dataset.hpp"
 
 namespace ddpm::cli {
 

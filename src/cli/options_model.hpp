@@ -3,7 +3,7 @@
 // are not bound here: ddpm-train owns --image-size/--channels and fills them in.
 #include <CLI/CLI.hpp>
 
-#include "ddpm/unet.hpp"
+#include "ddpm/models/unet.hpp"
 
 namespace ddpm::cli {
 

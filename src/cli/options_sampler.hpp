@@ -2,7 +2,7 @@
 // CLI / config-file binding of SamplerConfig (ddpm-sample and the trainer's sample grids).
 #include <CLI/CLI.hpp>
 
-#include "ddpm/sampler.hpp"
+#include "ddpm/samplers/sampler.hpp"
 
 namespace ddpm::cli {
 

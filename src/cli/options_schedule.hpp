@@ -3,7 +3,7 @@
 // so `--beta-start 1e-4` and `beta-start = 1e-4` in a TOML config are the same setting.
 #include <CLI/CLI.hpp>
 
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/schedule.hpp"
 
 namespace ddpm::cli {
 

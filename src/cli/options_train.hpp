@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "ddpm/config.hpp"
+#include "ddpm/train/config.hpp"
 
 namespace ddpm::cli {
 
