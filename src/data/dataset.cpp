@@ -175,11 +175,18 @@ std::shared_ptr<Dataset> open_folder(const DataConfig& config, const std::string
   std::error_code ec;
   if (!fs::is_directory(folder, ec)) throw std::invalid_argument("--data '" + folder + "': no such folder");
   std::vector<std::string> files;
+  int64_t dangling = 0;
   for (fs::recursive_directory_iterator it(folder, fs::directory_options::skip_permission_denied, ec), end;
        !ec && it != end; it.increment(ec)) {
     std::error_code file_ec;
-    if (it->is_regular_file(file_ec) && is_image_file(it->path())) files.push_back(it->path().string());
+    if (it->is_regular_file(file_ec) && is_image_file(it->path())) {
+      files.push_back(it->path().string());
+    } else if (it->is_symlink(file_ec) && !fs::exists(it->path(), file_ec)) {
+      ++dangling;  // a link to nothing: say so, the user may expect those images
+      if (dangling <= 3) spdlog::warn("--data '{}': skipping {}: a dangling symbolic link", folder, it->path().string());
+    }
   }
+  if (dangling > 3) spdlog::warn("--data '{}': {} dangling symbolic links skipped in all", folder, dangling);
   if (ec) throw std::invalid_argument("--data '" + folder + "': cannot list the folder: " + ec.message());
   if (files.empty())
     throw std::invalid_argument("--data '" + folder + "': no image files (PNG, JPEG, BMP, TGA, GIF) in the folder");
@@ -275,6 +282,9 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& config) {
     dataset = open_idx(config, config.source.substr(4));
   } else {
     std::error_code ec;
+    if (fs::is_regular_file(config.source, ec) && is_image_file(config.source))
+      throw std::invalid_argument("--data '" + config.source +
+                                  "': a single image is not a dataset; pass the folder that holds the images");
     dataset = fs::is_regular_file(config.source, ec) ? open_idx(config, config.source)
                                                      : open_folder(config, config.source);
   }

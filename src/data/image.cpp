@@ -162,6 +162,10 @@ Image load_image(const std::string& path, int channels) {
   int w = 0, h = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels))
     throw std::runtime_error("cannot decode image file '" + path + "': " + stbi_failure_reason());
+  // The header's size, before decoding: a small file can claim a huge image (20000² took 966 MB).
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
+    throw std::runtime_error("image file '" + path + "': " + std::to_string(w) + "x" + std::to_string(h) +
+                             " pixels is more than this reader accepts (" + std::to_string(kMaxImagePixels) + ")");
   // Gray+alpha has no place among 1/3/4 channels: keep the alpha, as RGBA.
   const int want = channels != 0 ? channels : (file_channels == 2 ? 4 : file_channels);
   // For a GIF, stbi_load_from_memory returns the first frame.

@@ -10,7 +10,9 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -330,7 +332,8 @@ void Trainer::write_metrics(const StepStats& stats, double mean_loss, double ima
   // A full disk must stop the run, not let it train on with a log that silently ends.
   if (!state_->metrics)
     throw std::runtime_error("'" + (fs::path(config_.train.run_dir) / "metrics.jsonl").string() +
-                             "': cannot be written (disk full?); training stopped at step " + std::to_string(stats.step));
+                             "': cannot be written (" + std::strerror(errno) + "); training stopped at step " +
+                             std::to_string(stats.step));
 }
 
 int64_t Trainer::fit() {
