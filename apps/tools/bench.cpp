@@ -19,7 +19,7 @@
 #include "tools/bench_measure.hpp"
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
-#include "cli/options_model.hpp"
+#include "tools/options.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/models/unet.hpp"
 
@@ -171,10 +171,15 @@ int bench_main(int argc, char** argv) {
   RuntimeOptions runtime;
   add_runtime_options(app, runtime);
   UNetConfig model_config;
-  add_model_options(app, model_config);
   BenchOptions o;
-  app.set_config("--config", "", "TOML config: the model keys are read, training keys ignored");
-  app.allow_config_extras(CLI::config_extras_mode::ignore);
+  add_config_file_option(
+      app,
+      [&model_config, &o](const Config& c) {
+        model_config = c.model;  // resolved: image-size and channels are in it where the file sets them
+        if (!c.image_size.empty()) o.image_size = {c.model.image_height, c.model.image_width};
+      },
+      "TOML config: the model keys (and image-size, channels) are read, training keys ignored");
+  add_model_options(app, model_config);
   // Parsed by rewrite_model_arg; declared so --help lists it.
   app.add_option("--model", o.model, "config name: configs/NAME.toml (e.g. cifar10-32, fashion-mnist-28)");
   app.add_option("--batch-size", o.batch_size, "images per step")->capture_default_str()->check(CLI::PositiveNumber);

@@ -13,7 +13,7 @@
 
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
-#include "cli/options_sampler.hpp"
+#include "tools/options.hpp"
 #include "tools/progress.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "tools/tools.hpp"
@@ -86,7 +86,7 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
   const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
   check_sizes(opt, C, H, W);
   sampler.prediction = loaded.config.train.prediction;
-  sampler.validate(loaded.schedule.num_timesteps());
+  sampler.validate(loaded.schedule);  // before any work: e.g. ε-prediction at zero terminal SNR
   spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
                loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction));
 

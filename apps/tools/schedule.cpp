@@ -12,7 +12,7 @@
 #include <string>
 
 #include "tools/common.hpp"
-#include "cli/options_schedule.hpp"
+#include "tools/options.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
@@ -84,10 +84,11 @@ int schedule_main(int argc, char** argv) {
   ScheduleConfig config;
   StripOptions strip;
   add_runtime_options(app, runtime);
+  // A training config can be given as is: its schedule is used, the other keys are not.
+  add_config_file_option(
+      app, [&config](const Config& c) { config = c.schedule; },
+      "TOML config file (keys = long option names, e.g. beta-start = 1e-4)");
   add_schedule_options(app, config);
-  // A training config can be given as is: keys other than the schedule's are ignored.
-  app.set_config("--config", "", "TOML config file (keys = long option names, e.g. beta-start = 1e-4)");
-  app.allow_config_extras(CLI::config_extras_mode::ignore);
   auto* strip_opt = app.add_option("--strip", strip.image, "image to noise: write its forward-noising strip")
                         ->group("Strip");
   app.add_option("--out", strip.out, "PNG to write the strip to")->group("Strip")->needs(strip_opt);

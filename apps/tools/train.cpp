@@ -18,7 +18,8 @@
 
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
-#include "cli/options_train.hpp"
+#include "tools/options.hpp"
+#include "ddpm/util/errors.hpp"
 #include "tools/progress.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "tools/tools.hpp"
@@ -65,8 +66,9 @@ bool operational(const CLI::Option& o) {
 void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Flags& flags, bool config_file) {
   add_runtime_options(app, runtime);
   if (config_file)
-    app.set_config("--config", "", "TOML config file (keys = the long options without --); options given on the "
-                                   "command line override it");
+    add_config_file_option(app, config,
+                           "TOML config file (keys = the long options without --); options given on the command "
+                           "line override it");
   else
     app.add_option("--config", "");
   app.add_flag("--resume", flags.resume,
@@ -79,17 +81,15 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
       ->configurable(false);
   app.add_flag("--dry-run", flags.dry_run, "Build the model, print its summary and exit")->configurable(false);
   add_config_options(app, config);
-  app.allow_config_extras(CLI::config_extras_mode::error);
 }
 
 // The resume pass: the checkpoint's config with the command line on top.
 Config config_for_resume(const std::string& toml, int argc, char** argv) {
-  Config config;
+  Config config = config_from_toml(toml);
   RuntimeOptions runtime;
   Flags flags;
   CLI::App app;
   add_all_options(app, config, runtime, flags, /*config_file=*/false);
-  std::istringstream in(toml);
   try {
     app.parse(argc, argv);
     for (const CLI::Option* o : app.get_options()) {
@@ -101,9 +101,8 @@ Config config_for_resume(const std::string& toml, int argc, char** argv) {
                                   " cannot change in a resumed run (it is fixed by the checkpoint); a resume may "
                                   "change only --steps, logging, saving, sample grids, workers, device and threads");
     }
-    app.parse_from_stream(in);
   } catch (const CLI::Error& e) {
-    throw std::invalid_argument(std::string("--resume: ") + e.what());
+    throw std::invalid_argument(std::string("--resume: ") + first_line(e.what()));
   }
   return config;
 }

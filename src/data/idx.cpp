@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
+#include "ddpm/util/errors.hpp"
 
 namespace ddpm {
 namespace {
 
-[[noreturn]] void bad(const std::string& path, const std::string& what) {
-  throw std::invalid_argument("IDX file '" + path + "': " + what);
-}
+[[noreturn]] void bad(const std::string& path, const std::string& what) { bad_input("IDX file '" + path + "'", what); }
 
 uint32_t crc32(const uint8_t* data, size_t n) {
   static const auto table = [] {

@@ -11,7 +11,7 @@ namespace ddpm::detail {
 at::Tensor sample_ancestral(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x) {
   const int64_t K = static_cast<int64_t>(kept.size());
   const std::vector<double> betas = to_double_vector(respaced_betas(run.alpha_bar64(), kept));
-  const bool fixed_large = run.config().variance == "fixed_large";
+  const bool fixed_large = run.config().variance == Variance::FixedLarge;
   for (int64_t k = K - 1; k >= 0; --k) {
     const int64_t t = kept[static_cast<size_t>(k)];
     const double ab = run.alpha_bar(t);

@@ -1,7 +1,7 @@
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/io/atomic_file.hpp"
+#include "ddpm/util/errors.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
@@ -12,10 +12,10 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
-#include "train/durable_write.hpp"
 #include "train/zip_check.hpp"
 
 namespace fs = std::filesystem;
@@ -25,14 +25,7 @@ namespace {
 
 constexpr const char* kMarker = "libddpm-checkpoint";
 
-std::string first_line(std::string s) {
-  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
-  return s;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::invalid_argument("checkpoint '" + path + "': " + what);
-}
+[[noreturn]] void fail(const std::string& path, const std::string& what) { bad_input("checkpoint '" + path + "'", what); }
 
 // "ckpt-00001000.pt" → 1000; -1 for any other name (".tmp" files of interrupted saves included).
 int64_t step_of(const std::string& name) {
@@ -56,6 +49,7 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
   if (!c.model) throw std::invalid_argument("save_checkpoint: no model given");
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     auto cu = archive.compilation_unit();
@@ -86,16 +80,16 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
     }
     archive.write("data_epoch", c10::IValue(c.data_state.epoch));
     archive.write("data_position", c10::IValue(c.data_state.position));
-    // Serialized in memory first: LibTorch's file writer throws from its destructor on a full
-    // disk (std::terminate); our own writer checks every write, fsyncs, renames and syncs the directory.
-    std::string bytes;
-    archive.save_to([&bytes](const void* data, size_t n) {
-      bytes.append(static_cast<const char*>(data), n);
-      return n;
-    });
-    write_file_durably(path, bytes);
+    // Serialised in memory first: LibTorch's file writer aborts the process when a write
+    // fails (its destructor throws), so the file itself is written by write_file_atomically.
+    archive.save_to(bytes);
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "': cannot be written: " + first_line(e.what()));
+    throw std::runtime_error("checkpoint '" + path + "': cannot be serialised: " + first_line(e.what()));
+  }
+  try {
+    io::write_file_atomically(path, bytes.str());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "': " + first_line(e.what()));
   }
 }
 
@@ -150,8 +144,8 @@ std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step) 
   for (int k = 2; fs::exists(aside); ++k) aside = checkpoints / (std::string("abandoned-") + stamp + "-" + std::to_string(k));
   fs::create_directories(aside);
   for (const auto& p : newer) fs::rename(p, aside / fs::path(p).filename());
-  sync_directory(aside.string());
-  sync_directory(checkpoints.string());
+  io::sync_directory(aside.string());
+  io::sync_directory(checkpoints.string());
   return aside.string();
 }
 

@@ -31,12 +31,24 @@ using ProgressFn = std::function<bool(int64_t step, int64_t total)>;
 /// Called after each step with the current x_t (for trajectories).
 using StepFn = std::function<void(int64_t step, int64_t total, const at::Tensor& x)>;
 
+enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
+SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
+std::string to_string(SamplerKind kind);
+
+/// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
+enum class Variance { FixedSmall, FixedLarge };
+Variance parse_variance(const std::string& text);  ///< "fixed_small" | "fixed_large" (or with '-')
+std::string to_string(Variance variance);
+
 struct SamplerConfig {
-  std::string kind = "ddpm";           ///< ddpm | ddim | dpm++2m
+  SamplerKind kind = SamplerKind::Ddpm;
   int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
-  std::string spacing = "leading";     ///< leading | trailing | linspace
+  /// leading | trailing | linspace. Trailing (Lin et al. 2024, Table 2) starts every few-step
+  /// run at the true t = T−1 (leading at 20 of 1000 steps starts at 950); with steps = T all
+  /// three give 0..T−1.
+  Spacing spacing = Spacing::Trailing;
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
-  std::string variance = "fixed_small";  ///< ddpm: fixed_small (β̃) | fixed_large (β)
+  Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
   bool dynamic_threshold = false;      ///< Saharia et al. 2022 (takes precedence over clip_x0)
   double dynamic_threshold_percentile = 0.995;
@@ -47,6 +59,9 @@ struct SamplerConfig {
   uint64_t seed = 0;
 
   void validate(int64_t T) const;  ///< throws std::invalid_argument naming the key
+  /// validate(T), and that the prediction gives x̂₀ at every visited timestep: ε cannot
+  /// where ᾱ = 0 (zero terminal SNR). Throws std::invalid_argument naming the option.
+  void validate(const NoiseSchedule& schedule) const;
 
   /// Number of predictor steps actually taken (resolves steps = 0 to the kind's default).
   int64_t resolved_steps(int64_t T) const;

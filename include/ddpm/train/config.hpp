@@ -1,9 +1,9 @@
 #pragma once
 // The whole configuration of a run: model, schedule, data, training and the sampler used for
-// the sample grids. Its single source of truth is the CLI11 option binding (each area's
-// add_*_options); the same binding reads config files, parses the command line, writes the
-// resolved config into the run directory and reads it back from a checkpoint.
-// Keys are flat, equal to the long option names: `lr = 0.0002`, `base-channels = 32`.
+// the sample grids. Every key is described once, in config_keys.hpp; from that table come the
+// TOML reader/writer here (config files, run/config.toml, the checkpoint's copy) and the
+// tools' command-line options. Keys are flat, equal to the long option names:
+// `lr = 0.0002`, `base-channels = 32`.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -77,14 +77,14 @@ std::pair<int64_t, int64_t> parse_image_size(const std::string& text);
 
 /// The config as TOML text (every key, defaults included), as written to run/config.toml.
 std::string config_to_toml(const Config& config);
-/// Parses TOML text with the same bindings; keys absent keep their defaults.
-/// Throws std::invalid_argument (one line) for an unknown key or a bad value.
+/// Parses TOML text; keys absent keep their defaults. Keys are flat, or inside a table named
+/// after their group ([data], [model], [schedule], [training], [sampling]).
+/// Throws std::invalid_argument (one line, with the line number) for malformed TOML, an
+/// unknown key or a bad value.
 Config config_from_toml(const std::string& text);
-/// Parses command-line style arguments (without the program name) with the same bindings,
-/// e.g. {"--config", "run.toml", "--lr", "1e-3"}: --config reads a TOML file and options
-/// given as arguments override it. Throws std::invalid_argument (one line).
-Config config_from_args(const std::vector<std::string>& args);
-/// Reads a TOML file. Throws std::invalid_argument naming the file.
+/// The same over `base` instead of the defaults: keys absent keep base's values.
+Config config_from_toml(const std::string& text, Config base);
+/// Reads a TOML file (a regular file of at most 1 MiB). Throws std::invalid_argument naming the file.
 Config config_from_file(const std::string& path);
 
 }  // namespace ddpm
