@@ -27,6 +27,7 @@
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "ddpm/models/unet.hpp"
+#include "ddpm/train/config_keys.hpp"
 #include "ddpm/train/run_lock.hpp"
 
 namespace ddpm::cli {
@@ -48,17 +49,15 @@ struct Flags {
   std::string resume_from;  // an explicit (possibly older) checkpoint
 };
 
-// What a resumed run may change: how long, how often it logs, saves and samples, and where it
-// runs. Everything else (schedule, model, prediction, data, optimizer, seed) is fixed by the
-// checkpoint: changing it would silently continue another run's trajectory.
+// What a resumed run may change: the config keys marked operational in the key table (how long,
+// how often it logs, saves and samples, workers), and the options that are not config keys
+// (device, threads, log level, the resume flags) except --config. Everything else (schedule,
+// model, prediction, data, optimizer, seed) is fixed by the checkpoint: changing it would
+// silently continue another run's trajectory.
 bool operational(const CLI::Option& o) {
-  static const std::vector<std::string> keys = {
-      "steps",      "log-every", "save-every", "keep-last", "sample-every", "sample-n", "sample-steps",
-      "sample-seed", "workers",  "prefetch",   "cache",     "device",       "threads",  "log-level",
-      "run-dir",    "resume",    "resume-from", "help"};
   const std::string name = o.get_single_name();
-  if (std::find(keys.begin(), keys.end(), name) != keys.end()) return true;
-  return o.get_group() == "Sampling" || name.rfind("eval", 0) == 0;  // sample grids and evaluation
+  if (const ConfigKey* key = find_config_key(name)) return key->operational;
+  return name != "config";
 }
 
 // Everything ddpm-train accepts. `config_file` false: --config is a plain option (the resume
