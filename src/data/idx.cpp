@@ -62,7 +62,9 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz, const std::string& p
       stbi_zlib_decode_noheader_malloc(reinterpret_cast<const char*>(gz.data() + pos),
                                        static_cast<int>(gz.size() - pos), &out_len),
       std::free);
-  if (!raw) bad(path, std::string("corrupt gzip data: ") + stbi_failure_reason());
+  // stb's zlib decoder fails without setting a reason (NULL): a crash found by the fuzz corpus.
+  const char* why = stbi_failure_reason();
+  if (!raw) bad(path, std::string("corrupt gzip data: ") + (why ? why : "bad deflate stream"));
   std::vector<uint8_t> out(raw.get(), raw.get() + out_len);
   const uint8_t* trailer = gz.data() + gz.size() - 8;
   if (le32(trailer + 4) != static_cast<uint32_t>(out.size()) || le32(trailer) != crc32(out.data(), out.size()))

@@ -145,6 +145,12 @@ std::string truncation(const std::vector<uint8_t>& b, const std::string& path) {
   return "";
 }
 
+// stb leaves its reason NULL on some failures; never build a std::string from NULL.
+const char* failure_reason() {
+  const char* why = stbi_failure_reason();
+  return why ? why : "unknown decoder error";
+}
+
 void check_channels(int channels, const char* what) {
   if (channels != 1 && channels != 3 && channels != 4)
     throw std::invalid_argument(std::string(what) + ": channels must be 1, 3 or 4, got " + std::to_string(channels));
@@ -161,7 +167,7 @@ Image load_image(const std::string& path, int channels) {
 
   int w = 0, h = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels))
-    throw std::runtime_error("cannot decode image file '" + path + "': " + stbi_failure_reason());
+    throw std::runtime_error("cannot decode image file '" + path + "': " + failure_reason());
   // The header's size, before decoding: a small file can claim a huge image (20000² took 966 MB).
   if (static_cast<int64_t>(w) * h > kMaxImagePixels)
     throw std::runtime_error("image file '" + path + "': " + std::to_string(w) + "x" + std::to_string(h) +
@@ -172,7 +178,7 @@ Image load_image(const std::string& path, int channels) {
   std::unique_ptr<stbi_uc, void (*)(void*)> data(
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, want),
       stbi_image_free);
-  if (!data) throw std::runtime_error("cannot decode image file '" + path + "': " + stbi_failure_reason());
+  if (!data) throw std::runtime_error("cannot decode image file '" + path + "': " + failure_reason());
   Image image;
   image.width = w;
   image.height = h;
