@@ -167,7 +167,7 @@ CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) 
       auto all = list_checkpoints(path);
       if (all.size() >= 2) previous = "; the previous checkpoint is " + all[all.size() - 2];
     }
-    corrupt(path_, "is corrupt or truncated (" + why + ")" + previous);
+    corrupt(path_, "is corrupt, truncated or not a checkpoint (" + why + ")" + previous);
   }
   archive_ = std::make_unique<torch::serialize::InputArchive>();
   try {
