@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,28 @@ std::vector<int64_t> frame_steps(int64_t total, int64_t frames) {
   return steps;
 }
 
+// Upper bounds before anything is allocated or sampled, naming the option.
+void check_sizes(const SampleOptions& opt, int64_t C, int64_t H, int64_t W) {
+  auto at_most = [](const char* name, int64_t v, int64_t max) {
+    if (v > max)
+      throw std::invalid_argument(std::string(name) + ": must be <= " + std::to_string(max) + " (got " +
+                                  std::to_string(v) + ")");
+  };
+  at_most("--n", opt.n, int64_t{1} << 20);
+  at_most("--batch-size", opt.batch_size, int64_t{1} << 16);
+  at_most("--padding", opt.padding, 1024);
+  at_most("--nrow", opt.nrow, int64_t{1} << 20);
+  at_most("--trajectory-frames", opt.trajectory_frames, 1024);
+  at_most("--trajectory-rows", opt.trajectory_rows, 1024);
+  const int64_t xmaps = std::min(opt.nrow, opt.n), ymaps = (opt.n + xmaps - 1) / xmaps;
+  const int64_t gw = xmaps * (W + opt.padding) + opt.padding, gh = ymaps * (H + opt.padding) + opt.padding;
+  // PNG rows are written with int sizes; 2^28 bytes is a grid of 16384 × 5461 RGB pixels.
+  if (gw > 65535 || gh > 65535 || gw * gh * C > (int64_t{1} << 28))
+    throw std::invalid_argument("--n/--nrow/--padding: the grid would be " + std::to_string(gw) + "x" +
+                                std::to_string(gh) + " pixels, more than a PNG here may hold; use --individual "
+                                "with a smaller --n per call");
+}
+
 int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, SamplerConfig& sampler,
                const RuntimeOptions& runtime) {
   const c10::Device device = apply_runtime(runtime);
@@ -61,6 +84,7 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
   app.parse(argc, argv);
   const UNetConfig& mc = loaded.config.model;
   const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
+  check_sizes(opt, C, H, W);
   sampler.prediction = loaded.config.train.prediction;
   sampler.validate(loaded.schedule);  // before any work: e.g. ε-prediction at zero terminal SNR
   spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
@@ -75,8 +99,18 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
     return out.size(1) == C ? out : out.narrow(1, 0, C);
   };
 
+  // The grid is filled batch by batch (uint8, as make_grid lays it out) and each batch's
+  // individual files are written at once: memory is the grid plus one batch, not all --n floats.
+  const int64_t xmaps = std::min(opt.nrow, opt.n), ymaps = (opt.n + xmaps - 1) / xmaps;
+  const int64_t pad = opt.n == 1 ? 0 : opt.padding;  // make_grid returns a single image as it is
+  Image grid;
+  grid.channels = static_cast<int>(C);
+  grid.width = static_cast<int>(xmaps * (W + pad) + pad);
+  grid.height = static_cast<int>(ymaps * (H + pad) + pad);
+  grid.pixels.assign(static_cast<size_t>(grid.width) * grid.height * C, 0);
+  if (!opt.individual.empty()) std::filesystem::create_directories(opt.individual);
+
   const int64_t batches = (opt.n + opt.batch_size - 1) / opt.batch_size;
-  std::vector<at::Tensor> images;
   std::vector<at::Tensor> frames;  // one [rows, C, H, W] per kept step of the first batch
   std::unique_ptr<Progress> bar;
   for (int64_t b = 0; b < batches; ++b) {
@@ -96,25 +130,28 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
           frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
       };
     }
-    images.push_back(sample(loaded.schedule, denoiser, sampler, count, C, H, W, first, progress, on_step)
-                         .to(at::kCPU, at::kFloat));
+    const at::Tensor batch =
+        sample(loaded.schedule, denoiser, sampler, count, C, H, W, first, progress, on_step).to(at::kCPU, at::kFloat);
+    for (int64_t j = 0; j < count; ++j) {
+      const Image one = make_grid(batch.narrow(0, j, 1), 1, 0);  // the same [−1, 1] → uint8 rounding
+      const int64_t k = first + j, top = (k / xmaps) * (H + pad) + pad, left = (k % xmaps) * (W + pad) + pad;
+      for (int64_t y = 0; y < H; ++y)
+        std::copy_n(&one.pixels[static_cast<size_t>(y * W * C)], W * C,
+                    &grid.pixels[static_cast<size_t>(((top + y) * grid.width + left) * C)]);
+      if (!opt.individual.empty()) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "%05lld.png", static_cast<long long>(k));
+        save_png((std::filesystem::path(opt.individual) / name).string(), one);
+      }
+    }
   }
   if (bar) bar->finish();
-  at::Tensor all = at::cat(images, 0);
 
   ensure_parent_dir(opt.out);
-  save_png(opt.out, make_grid(all, opt.nrow, opt.padding));
-  std::printf("wrote %s (%lld images)\n", opt.out.c_str(), static_cast<long long>(all.size(0)));
-
-  if (!opt.individual.empty()) {
-    std::filesystem::create_directories(opt.individual);
-    for (int64_t k = 0; k < all.size(0); ++k) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "%05lld.png", static_cast<long long>(k));
-      save_png((std::filesystem::path(opt.individual) / name).string(), make_grid(all.narrow(0, k, 1), 1, 0));
-    }
-    std::printf("wrote %lld images to %s\n", static_cast<long long>(all.size(0)), opt.individual.c_str());
-  }
+  save_png(opt.out, grid);
+  std::printf("wrote %s (%lld images)\n", opt.out.c_str(), static_cast<long long>(opt.n));
+  if (!opt.individual.empty())
+    std::printf("wrote %lld images to %s\n", static_cast<long long>(opt.n), opt.individual.c_str());
 
   if (!opt.trajectory.empty() && !frames.empty()) {
     // Rows: images; columns: x_t from the noisiest kept step to the final image.

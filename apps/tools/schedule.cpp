@@ -3,8 +3,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -36,7 +38,9 @@ void print_csv(const NoiseSchedule& s) {
   std::printf("t,beta,alpha_bar,logsnr,posterior_variance\n");
   for (int64_t i = 0; i < s.num_timesteps(); ++i)
     std::printf("%" PRId64 ",%.17g,%.17g,%.17g,%.17g\n", i, beta[i], ab[i], lsnr[i], pv[i]);
-  std::fflush(stdout);
+  // `ddpm-schedule > /dev/full` or a closed pipe must not report success.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw std::runtime_error(std::string("cannot write the table to standard output: ") + std::strerror(errno));
 }
 
 // The image at K evenly spaced t in [0, T−1], side by side. All frames share one noise draw ε

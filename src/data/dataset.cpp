@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "ddpm/data/image.hpp"
@@ -28,7 +29,9 @@ void DataConfig::validate() const {
   if (height < 0 || width < 0 || (height == 0) != (width == 0))
     throw std::invalid_argument("--image-size: height and width must both be positive (or both 0 = native), got " +
                                 std::to_string(height) + "x" + std::to_string(width));
-  if (workers < 0) throw std::invalid_argument("--workers: must be >= 0, got " + std::to_string(workers));
+  if (workers < 0 || workers > kMaxWorkers)
+    throw std::invalid_argument("--workers: must be in [0, " + std::to_string(kMaxWorkers) + "], got " +
+                                std::to_string(workers));
   if (prefetch < 1) throw std::invalid_argument("--prefetch: must be >= 1, got " + std::to_string(prefetch));
 }
 
@@ -54,10 +57,18 @@ void parallel_for(int64_t n, int64_t threads, F&& fn) {
   }
   std::atomic<int64_t> next{0};
   std::vector<std::thread> pool;
-  for (int64_t t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (int64_t i; (i = next++) < n;) fn(i);
-    });
+  try {
+    for (int64_t t = 0; t < threads; ++t)
+      pool.emplace_back([&] {
+        for (int64_t i; (i = next++) < n;) fn(i);
+      });
+  } catch (const std::system_error& e) {
+    // Out of threads (ulimit, memory): the started ones must be joined before unwinding.
+    next = n;
+    for (auto& th : pool) th.join();
+    throw std::runtime_error("--workers: cannot start thread " + std::to_string(pool.size() + 1) + " of " +
+                             std::to_string(threads) + " (" + e.what() + "); use fewer --workers");
+  }
   for (auto& th : pool) th.join();
 }
 
@@ -164,11 +175,18 @@ std::shared_ptr<Dataset> open_folder(const DataConfig& config, const std::string
   std::error_code ec;
   if (!fs::is_directory(folder, ec)) throw std::invalid_argument("--data '" + folder + "': no such folder");
   std::vector<std::string> files;
+  int64_t dangling = 0;
   for (fs::recursive_directory_iterator it(folder, fs::directory_options::skip_permission_denied, ec), end;
        !ec && it != end; it.increment(ec)) {
     std::error_code file_ec;
-    if (it->is_regular_file(file_ec) && is_image_file(it->path())) files.push_back(it->path().string());
+    if (it->is_regular_file(file_ec) && is_image_file(it->path())) {
+      files.push_back(it->path().string());
+    } else if (it->is_symlink(file_ec) && !fs::exists(it->path(), file_ec)) {
+      ++dangling;  // a link to nothing: say so, the user may expect those images
+      if (dangling <= 3) spdlog::warn("--data '{}': skipping {}: a dangling symbolic link", folder, it->path().string());
+    }
   }
+  if (dangling > 3) spdlog::warn("--data '{}': {} dangling symbolic links skipped in all", folder, dangling);
   if (ec) throw std::invalid_argument("--data '" + folder + "': cannot list the folder: " + ec.message());
   if (files.empty())
     throw std::invalid_argument("--data '" + folder + "': no image files (PNG, JPEG, BMP, TGA, GIF) in the folder");
@@ -264,6 +282,9 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& config) {
     dataset = open_idx(config, config.source.substr(4));
   } else {
     std::error_code ec;
+    if (fs::is_regular_file(config.source, ec) && is_image_file(config.source))
+      throw std::invalid_argument("--data '" + config.source +
+                                  "': a single image is not a dataset; pass the folder that holds the images");
     dataset = fs::is_regular_file(config.source, ec) ? open_idx(config, config.source)
                                                      : open_folder(config, config.source);
   }

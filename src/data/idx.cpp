@@ -62,7 +62,9 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz, const std::string& p
       stbi_zlib_decode_noheader_malloc(reinterpret_cast<const char*>(gz.data() + pos),
                                        static_cast<int>(gz.size() - pos), &out_len),
       std::free);
-  if (!raw) bad(path, std::string("corrupt gzip data: ") + stbi_failure_reason());
+  // stb's zlib decoder fails without setting a reason (NULL): a crash found by the fuzz corpus.
+  const char* why = stbi_failure_reason();
+  if (!raw) bad(path, std::string("corrupt gzip data: ") + (why ? why : "bad deflate stream"));
   std::vector<uint8_t> out(raw.get(), raw.get() + out_len);
   const uint8_t* trailer = gz.data() + gz.size() - 8;
   if (le32(trailer + 4) != static_cast<uint32_t>(out.size()) || le32(trailer) != crc32(out.data(), out.size()))
@@ -89,7 +91,13 @@ at::Tensor read_idx_images(const std::string& path) {
   if (bytes.size() < 16) bad(path, "truncated header");
   const int64_t n = be32(&bytes[4]), rows = be32(&bytes[8]), cols = be32(&bytes[12]);
   if (n <= 0 || rows <= 0 || cols <= 0) bad(path, "empty dimensions");
-  const uint64_t expected = 16 + static_cast<uint64_t>(n) * rows * cols;
+  // Checked: three 32-bit dimensions can multiply past 2^64 and wrap to a size that matches.
+  uint64_t pixels = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(n), static_cast<uint64_t>(rows), &pixels) ||
+      __builtin_mul_overflow(pixels, static_cast<uint64_t>(cols), &pixels) || pixels > (uint64_t{1} << 40))
+    bad(path, "dimensions " + std::to_string(n) + "×" + std::to_string(rows) + "×" + std::to_string(cols) +
+                  " are too large");
+  const uint64_t expected = 16 + pixels;
   if (bytes.size() != expected)
     bad(path, "size " + std::to_string(bytes.size()) + " bytes, expected " + std::to_string(expected) + " for " +
                   std::to_string(n) + "×" + std::to_string(rows) + "×" + std::to_string(cols));

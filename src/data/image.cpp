@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
@@ -143,6 +145,12 @@ std::string truncation(const std::vector<uint8_t>& b, const std::string& path) {
   return "";
 }
 
+// stb leaves its reason NULL on some failures; never build a std::string from NULL.
+const char* failure_reason() {
+  const char* why = stbi_failure_reason();
+  return why ? why : "unknown decoder error";
+}
+
 void check_channels(int channels, const char* what) {
   if (channels != 1 && channels != 3 && channels != 4)
     throw std::invalid_argument(std::string(what) + ": channels must be 1, 3 or 4, got " + std::to_string(channels));
@@ -159,14 +167,18 @@ Image load_image(const std::string& path, int channels) {
 
   int w = 0, h = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels))
-    throw std::runtime_error("cannot decode image file '" + path + "': " + stbi_failure_reason());
+    throw std::runtime_error("cannot decode image file '" + path + "': " + failure_reason());
+  // The header's size, before decoding: a small file can claim a huge image (20000² took 966 MB).
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
+    throw std::runtime_error("image file '" + path + "': " + std::to_string(w) + "x" + std::to_string(h) +
+                             " pixels is more than this reader accepts (" + std::to_string(kMaxImagePixels) + ")");
   // Gray+alpha has no place among 1/3/4 channels: keep the alpha, as RGBA.
   const int want = channels != 0 ? channels : (file_channels == 2 ? 4 : file_channels);
   // For a GIF, stbi_load_from_memory returns the first frame.
   std::unique_ptr<stbi_uc, void (*)(void*)> data(
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &file_channels, want),
       stbi_image_free);
-  if (!data) throw std::runtime_error("cannot decode image file '" + path + "': " + stbi_failure_reason());
+  if (!data) throw std::runtime_error("cannot decode image file '" + path + "': " + failure_reason());
   Image image;
   image.width = w;
   image.height = h;
@@ -220,9 +232,21 @@ void save_png(const std::string& path, const Image& image) {
     throw std::invalid_argument("save_png '" + path + "': pixel buffer does not match " +
                                 std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
                                 std::to_string(image.channels));
-  if (!stbi_write_png(path.c_str(), image.width, image.height, image.channels, image.pixels.data(),
-                      image.width * image.channels))
-    throw std::runtime_error("cannot write PNG file '" + path + "'");
+  // Encoded in memory, then written with every write checked: stb's own file writer ignores
+  // write errors (a full disk or /dev/full gave a 0-byte file and success).
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
+                              image.width * image.channels))
+    throw std::runtime_error("cannot encode PNG file '" + path + "'");
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(errno));
+  const bool written = std::fwrite(png.data(), 1, png.size(), f) == png.size() && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !written)
+    throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(written ? errno : err));
 }
 
 Image image_from_tensor(const at::Tensor& chw_uint8) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <random>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "ddpm/data/dataset.hpp"
@@ -174,7 +175,15 @@ struct DataLoader::Impl {
     results.clear();
     permutations.clear();
     stop = false;
-    for (int64_t t = 0; t < workers; ++t) threads.emplace_back([this] { worker_loop(); });
+    try {
+      for (int64_t t = 0; t < workers; ++t) threads.emplace_back([this] { worker_loop(); });
+    } catch (const std::system_error& e) {
+      // Out of threads (ulimit, memory): join the started ones, or their destructors terminate the process.
+      const size_t started = threads.size();
+      shutdown();
+      throw std::runtime_error("--workers: cannot start loader thread " + std::to_string(started + 1) + " of " +
+                               std::to_string(workers) + " (" + e.what() + "); use fewer --workers");
+    }
   }
 
   void shutdown() {
@@ -215,7 +224,9 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uin
     : impl_(std::make_unique<Impl>()) {
   if (!dataset) throw std::invalid_argument("data loader: no dataset");
   if (batch_size < 1) throw std::invalid_argument("--batch-size: must be >= 1, got " + std::to_string(batch_size));
-  if (config.workers < 0) throw std::invalid_argument("--workers: must be >= 0, got " + std::to_string(config.workers));
+  if (config.workers < 0 || config.workers > DataConfig::kMaxWorkers)
+    throw std::invalid_argument("--workers: must be in [0, " + std::to_string(DataConfig::kMaxWorkers) + "], got " +
+                                std::to_string(config.workers));
   if (config.prefetch < 1)
     throw std::invalid_argument("--prefetch: must be >= 1, got " + std::to_string(config.prefetch));
   if (dataset->size() < 1) throw std::invalid_argument("data loader: the dataset is empty");

@@ -190,6 +190,8 @@ void ScheduleConfig::validate() const {
     bad("unknown kind '" + kind +
         "' for schedule (expected linear, quadratic, cosine, sigmoid, cosine-logsnr or sigmoid-logsnr)");
   if (timesteps < 2) bad("timesteps must be at least 2 (got " + std::to_string(timesteps) + ")");
+  // The tables are O(T) doubles; bound T before they are allocated (1e9 took 24 GB).
+  if (timesteps > 100000) bad("timesteps must be at most 100000 (got " + std::to_string(timesteps) + ")");
   require_finite("input-scale", input_scale);
   if (input_scale <= 0) bad("input-scale must be > 0 (got " + num(input_scale) + ")");
   if (kind == "linear" || kind == "quadratic") {

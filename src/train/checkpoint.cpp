@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+
+#include "train/zip_check.hpp"
 
 namespace fs = std::filesystem;
 
@@ -34,6 +37,10 @@ int64_t step_of(const std::string& name) {
   if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
     return -1;
   return std::stoll(digits);
+}
+
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  throw CorruptCheckpointError("checkpoint '" + path + "': " + what);
 }
 
 }  // namespace
@@ -122,6 +129,26 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove(all[i], ec);
 }
 
+std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step) {
+  std::vector<std::string> newer;
+  for (const auto& p : list_checkpoints(run_dir))
+    if (step_of(fs::path(p).filename().string()) > step) newer.push_back(p);
+  if (newer.empty()) return "";
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  const fs::path checkpoints = fs::path(run_dir) / "checkpoints";
+  fs::path aside = checkpoints / (std::string("abandoned-") + stamp);
+  for (int k = 2; fs::exists(aside); ++k) aside = checkpoints / (std::string("abandoned-") + stamp + "-" + std::to_string(k));
+  fs::create_directories(aside);
+  for (const auto& p : newer) fs::rename(p, aside / fs::path(p).filename());
+  io::sync_directory(aside.string());
+  io::sync_directory(checkpoints.string());
+  return aside.string();
+}
+
 // ---------------------------------------------------------------- reading
 
 CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) : path_(path) {
@@ -131,12 +158,22 @@ CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) 
     path_ = latest_checkpoint(path);
     if (path_.empty()) fail(path, "run directory has no checkpoints (expected checkpoints/ckpt-<step>.pt)");
   }
+  // A FIFO or a device would block or stream without end: checkpoints are regular files.
+  if (!fs::is_regular_file(path_, ec)) fail(path_, "is not a regular file");
   if (fs::file_size(path_, ec) == 0) fail(path_, "file is empty");
+  if (const std::string why = verify_zip_records(path_); !why.empty()) {
+    std::string previous;
+    if (fs::is_directory(path, ec)) {
+      auto all = list_checkpoints(path);
+      if (all.size() >= 2) previous = "; the previous checkpoint is " + all[all.size() - 2];
+    }
+    corrupt(path_, "is corrupt, truncated or not a checkpoint (" + why + ")" + previous);
+  }
   archive_ = std::make_unique<torch::serialize::InputArchive>();
   try {
     archive_->load_from(path_, device);
   } catch (const std::exception& e) {
-    fail(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
+    corrupt(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
   }
   c10::IValue v;
   try {

@@ -22,6 +22,10 @@ EmaOptions TrainConfig::ema_options() const { return {ema_decay, parse_ema_warmu
 void TrainConfig::validate() const {
   if (steps < 1) bad("steps", "must be >= 1, got " + std::to_string(steps));
   if (batch_size < 1) bad("batch-size", "must be >= 1, got " + std::to_string(batch_size));
+  // Upper bounds, checked before anything is allocated (a typo must not reach bad_alloc).
+  if (batch_size > kMaxBatch) bad("batch-size", "must be <= " + std::to_string(kMaxBatch) + ", got " + std::to_string(batch_size));
+  if (sample_n < 1 || sample_n > kMaxSampleN)
+    bad("sample-n", "must be in [1, " + std::to_string(kMaxSampleN) + "], got " + std::to_string(sample_n));
   if (!(lr >= 0.0)) bad("lr", "must be >= 0");
   if (!(adam_beta1 >= 0.0 && adam_beta1 < 1.0)) bad("adam-beta1", "must be in [0, 1)");
   if (!(adam_beta2 >= 0.0 && adam_beta2 < 1.0)) bad("adam-beta2", "must be in [0, 1)");
@@ -49,6 +53,7 @@ std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {
       bad("image-size", "'" + text + "' is not N or HxW with positive integers");
     int64_t v = std::stoll(s);
     if (v < 1) bad("image-size", "'" + text + "': sizes must be >= 1");
+    if (v > kMaxImageSide) bad("image-size", "'" + text + "': sizes must be <= " + std::to_string(kMaxImageSide));
     return v;
   };
   auto x = text.find_first_of("xX");

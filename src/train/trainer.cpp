@@ -10,7 +10,9 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -190,10 +192,22 @@ StepStats Trainer::train_step() {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   state_->optimizer.zero_grad();
 
+  // What the step consumes, so that a stop between micro-batches can undo it: the checkpoint
+  // written then is the one of the last whole step, and a resume continues exactly.
+  const LoaderState loader_before = state_->loader->state();
+  const at::Tensor gen_before = get_state(state_->gen), global_before = get_state(global_cpu_generator());
+
   const int64_t T = schedule_->num_timesteps();
   double loss_sum = 0;
   int64_t images = 0;
   for (int64_t k = 0; k < t.grad_accum; ++k) {
+    if (k > 0 && options_.stop && options_.stop->load()) {
+      state_->optimizer.zero_grad();
+      state_->loader->reset(loader_before);
+      set_state(state_->gen, gen_before);
+      set_state(global_cpu_generator(), global_before);
+      throw StepInterrupted(fmt::format("step {} interrupted after {} of {} micro-batches", step_ + 1, k, t.grad_accum));
+    }
     at::Tensor x0 = state_->loader->next();
     const int64_t B = x0.size(0);
     // Uniform t and Gaussian noise from the trainer's CPU stream (device-independent).
@@ -274,7 +288,15 @@ std::string Trainer::save_checkpoint() {
   c.rng["torch_cpu"] = get_state(global_cpu_generator());
   c.rng["trainer"] = get_state(state_->gen);
   c.data_state = state_->loader->state();
-  ddpm::save_checkpoint(path, c);
+  try {
+    ddpm::save_checkpoint(path, c);
+  } catch (const std::runtime_error& e) {
+    const std::string previous = latest_checkpoint(config_.train.run_dir);
+    throw std::runtime_error(std::string(e.what()) + (previous.empty() ? "; no earlier checkpoint"
+                                                                       : "; the previous checkpoint " + previous +
+                                                                             " is intact"));
+  }
+  // Only now that the new checkpoint is durable (renamed, directory synced) may older ones go.
   prune_checkpoints(config_.train.run_dir, config_.train.keep_last);
   event("saved " + path);
   return path;
@@ -310,16 +332,27 @@ void Trainer::write_metrics(const StepStats& stats, double mean_loss, double ima
   state_->metrics << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"images_per_s\":{:.2f}}}\n",
                                  stats.step, mean_loss, stats.lr, stats.grad_norm, images_per_s);
   state_->metrics.flush();
+  // A full disk must stop the run, not let it train on with a log that silently ends.
+  if (!state_->metrics)
+    throw std::runtime_error("'" + (fs::path(config_.train.run_dir) / "metrics.jsonl").string() +
+                             "': cannot be written (" + std::strerror(errno) + "); training stopped at step " +
+                             std::to_string(stats.step));
 }
 
 int64_t Trainer::fit() {
   const auto& t = config_.train;
   if (writes()) {
     fs::create_directories(t.run_dir);
+    // Temporary files of a save cut short by a kill would keep a full disk full.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(t.run_dir, ec))
+      if (entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+    prune_checkpoints(t.run_dir, 0);
     io::write_file_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
     const std::string metrics = (fs::path(t.run_dir) / "metrics.jsonl").string();
     truncate_metrics(metrics, step_);
     state_->metrics.open(metrics, std::ios::app);
+    if (!state_->metrics) throw std::runtime_error("'" + metrics + "': cannot be opened for appending");
   }
   const int64_t first = step_;
   // A resumed run already has the checkpoint of its current step.
@@ -333,7 +366,14 @@ int64_t Trainer::fit() {
       stopped = true;
       break;
     }
-    StepStats stats = train_step();
+    StepStats stats;
+    try {
+      stats = train_step();
+    } catch (const StepInterrupted& e) {
+      event(e.what());
+      stopped = true;
+      break;
+    }
     if (options_.on_step) options_.on_step(stats);
     if (step_ % t.log_every == 0 || step_ == t.steps) {
       const auto now = std::chrono::steady_clock::now();

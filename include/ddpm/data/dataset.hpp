@@ -22,6 +22,7 @@ struct DataConfig {
   int64_t height = 0;    ///< 0 (both) = the first readable image's size (IDX: rows × cols)
   int64_t width = 0;
   bool hflip = false;    ///< random horizontal flip, p = 1/2
+  static constexpr int64_t kMaxWorkers = 256;  ///< as the key table's bound
   int64_t workers = 2;   ///< loader threads; 0 = build batches in the calling thread
   int64_t prefetch = 4;  ///< batches prepared ahead (bounded queue), >= 1
   bool cache = true;     ///< keep decoded, resized images in memory as uint8

@@ -14,6 +14,9 @@ struct Image {
   std::vector<uint8_t> pixels;
 };
 
+/// Images with more pixels than this are refused from their header, before decoding.
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+
 /// Loads PNG/JPEG/BMP/TGA/GIF (first frame). channels = 0 keeps the file's
 /// channel count (gray+alpha becomes RGBA); 1, 3 or 4 converts (stb_image's rules:
 /// gray = (77 R + 150 G + 29 B) >> 8, alpha dropped or set to 255).

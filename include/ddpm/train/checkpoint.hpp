@@ -12,14 +12,17 @@
 //   optimizer/       optimizer state (absent in sampling-only files)
 //   rng/<name>       uint8 generator states (exact resume)
 //   data_epoch, data_position   the loader's LoaderState
-// Files are written to "<path>.tmp" and renamed, so a crash mid-save never leaves a
-// half-written checkpoint under a checkpoint's name.
+// Files are serialized in memory, written to "<path>.tmp" (every write checked), fsynced, renamed,
+// and the directory fsynced: a crash or a full disk mid-save never leaves a half-written
+// checkpoint under a checkpoint's name, and the previous one stays. On load the CRC-32 the zip
+// format keeps for every record is verified (LibTorch does not), so bit flips are reported.
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,7 +53,16 @@ struct CheckpointContents {
   LoaderState data_state;
 };
 
-/// Writes `path` atomically (via "<path>.tmp" and rename), creating its directory.
+/// A checkpoint whose bytes are damaged (CRC-32 mismatch, damaged zip directory, unreadable
+/// archive): an older checkpoint of the run may still be good.
+class CorruptCheckpointError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// Writes `path` atomically and durably (see above), creating its directory. Throws
+/// std::runtime_error (one line, naming the file and the reason, e.g. no space left on device);
+/// nothing is left behind and an existing `path` is unchanged.
 void save_checkpoint(const std::string& path, const CheckpointContents& contents);
 
 /// "<run_dir>/checkpoints/ckpt-<step, 8 digits>.pt"
@@ -61,12 +73,16 @@ std::string latest_checkpoint(const std::string& run_dir);
 /// All checkpoints of a run, by ascending step.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 /// Deletes all but the `keep_last` newest checkpoints (keep_last <= 0: keeps all),
-/// and stale temporary files of interrupted saves.
+/// and stale temporary files of interrupted saves. Call it only after the newest is durable.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+/// Moves the checkpoints of steps after `step` into run_dir/checkpoints/abandoned-<UTC time>/
+/// (a run resumed from an older checkpoint must not mix them with its own). Returns that
+/// directory, or "" when there were none.
+std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step);
 
 /// An opened checkpoint. Every failure is a std::invalid_argument with a one-line
-/// message naming the file and what is wrong (missing, truncated, foreign, unknown version,
-/// weights that do not fit the model).
+/// message naming the file and what is wrong (missing, not a regular file, truncated, foreign,
+/// unknown version, weights that do not fit the model); damaged bytes are a CorruptCheckpointError.
 class CheckpointReader {
  public:
   /// `path`: a checkpoint file, or a run directory (its latest checkpoint).

@@ -20,6 +20,8 @@ namespace ddpm {
 
 /// Optimisation and bookkeeping. Keys in parentheses.
 struct TrainConfig {
+  static constexpr int64_t kMaxBatch = 1 << 16;    ///< upper bound of batch-size
+  static constexpr int64_t kMaxSampleN = 1 << 12;  ///< upper bound of sample-n (one grid)
   int64_t steps = 10000;        ///< optimizer steps in all (steps)
   int64_t batch_size = 64;      ///< images per micro-batch (batch-size); per step: × grad-accum
   double lr = 2e-4;             ///< peak learning rate (lr)
@@ -69,6 +71,7 @@ struct Config {
   void validate() const;
 };
 
+inline constexpr int64_t kMaxImageSide = 4096;  ///< upper bound of each side of image-size
 /// "32" → {32, 32}; "28x32" → {28, 32} (height × width). Throws std::invalid_argument naming --image-size.
 std::pair<int64_t, int64_t> parse_image_size(const std::string& text);
 

@@ -44,13 +44,21 @@ class NonFiniteLossError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown by train_step when the stop flag is seen between micro-batches: the step is undone
+/// (gradients, loader and generators back to where it began), step() is unchanged.
+class StepInterrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 struct TrainerOptions {
   int rank = 0;        ///< only rank 0 writes files
   int world_size = 1;
   /// Called after backward and before clipping with the model whose .grad() are set
   /// (data parallel: all-reduce the gradients here).
   std::function<void(torch::nn::Module&)> reduce_gradients;
-  /// When set and true, fit() stops after the current step and saves a checkpoint.
+  /// When set and true, fit() stops after the current step (or between its micro-batches,
+  /// undoing the step) and saves a checkpoint.
   const std::atomic<bool>* stop = nullptr;
   /// Called after each step (rank 0 included or not: every rank).
   std::function<void(const StepStats&)> on_step;
@@ -70,7 +78,7 @@ class Trainer {
   /// directory. Model keys must match this trainer's config.
   void resume(const std::string& checkpoint_or_run_dir);
 
-  /// One optimizer step (grad-accum micro-batches). Throws NonFiniteLossError.
+  /// One optimizer step (grad-accum micro-batches). Throws NonFiniteLossError, StepInterrupted.
   StepStats train_step();
   /// Trains until config.train.steps (or the stop flag), saving, sampling and logging on the way;
   /// saves a final checkpoint. Returns the number of steps done by this call.
