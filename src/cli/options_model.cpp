@@ -72,6 +72,23 @@ void add_model_options(CLI::App& app, UNetConfig& c) {
                "also output the variance interpolation (2x image channels)")
       ->group(group);
   app.add_flag("--channels-last,!--no-channels-last", c.channels_last, "channels_last memory format")->group(group);
+  app.add_option_function<std::string>(
+         "--time-embedding",
+         [&c](const std::string& s) {
+           try {
+             c.time_embedding = parse_time_embedding(s);
+           } catch (const std::invalid_argument&) {
+             throw CLI::ValidationError("--time-embedding", "expected interleaved, sin-cos or cos-sin, got '" + s + "'");
+           }
+         },
+         "timestep embedding: interleaved (libddpm) | sin-cos (DDPM, diffusers) | cos-sin")
+      ->default_function([&c] { return std::string(to_string(c.time_embedding)); })
+      ->capture_default_str()
+      ->group(group);
+  app.add_option("--time-freq-shift", c.time_freq_shift,
+                 "embedding frequencies exp(-ln(1e4) i/(d/2 - shift)); DDPM: 1 (sin-cos, cos-sin only)")
+      ->capture_default_str()
+      ->group(group);
 }
 
 }  // namespace ddpm::cli

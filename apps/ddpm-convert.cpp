@@ -1,0 +1,3 @@
+#include "tools/convert.hpp"
+
+int main(int argc, char** argv) { return ddpm::tools::convert_main(argc, argv); }
