@@ -1,3 +1,3 @@
-#include "tools/convert.hpp"
+#include "tools/tools.hpp"
 
-int main(int argc, char** argv) { return ddpm::tools::convert_main(argc, argv); }
+int main(int argc, char** argv) { return ddpm::cli::convert_main(argc, argv); }

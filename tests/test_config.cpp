@@ -5,7 +5,8 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/config.hpp"
+#include "ddpm/train/config.hpp"
+#include "tools/options.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -43,7 +44,7 @@ ddpm::Config unusual_config() {
   c.train.bf16 = true;
   c.train.sample_every = 250;
   c.train.run_dir = "runs/with space";
-  c.sample.kind = "ddim";
+  c.sample.kind = ddpm::SamplerKind::Ddim;
   c.sample.steps = 25;
   c.sample.eta = 0.3333333333;
   c.sample.clip_x0 = true;
@@ -142,10 +143,10 @@ TEST(Config, TomlRoundTripIsExact) {
   expect_same(resolved, back);
   EXPECT_EQ(ddpm::config_to_toml(back), text);
   // Keys are the option names.
-  EXPECT_NE(text.find("\nlr="), std::string::npos) << text;
-  EXPECT_NE(text.find("\nsample-steps=25"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nprediction='v'"), std::string::npos) << text;
-  EXPECT_NE(text.find("\ncache=false"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nlr = "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nsample-steps = 25"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nprediction = \"v\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\ncache = false"), std::string::npos) << text;
 }
 
 TEST(Config, DefaultsRoundTrip) {
@@ -157,12 +158,12 @@ TEST(Config, DefaultsRoundTrip) {
 TEST(Config, CommandLineOverridesFile) {
   auto dir = ddpm::test::make_temp_dir("ddpm-config");
   auto file = write_file(dir, "run.toml", "lr = 0.001\nsteps = 100\nbase-channels = 32\nsample-steps = 7\n");
-  ddpm::Config c = ddpm::config_from_args({"--config", file, "--lr", "0.005", "--sample-steps", "9"});
+  ddpm::Config c = ddpm::cli::config_from_args({"--config", file, "--lr", "0.005", "--sample-steps", "9"});
   EXPECT_EQ(c.train.lr, 0.005);
   EXPECT_EQ(c.train.steps, 100);
   EXPECT_EQ(c.model.base_channels, 32);
   EXPECT_EQ(c.sample.steps, 9);
-  ddpm::Config file_only = ddpm::config_from_args({"--config", file});
+  ddpm::Config file_only = ddpm::cli::config_from_args({"--config", file});
   EXPECT_EQ(file_only.train.lr, 0.001);
   EXPECT_EQ(file_only.sample.steps, 7);
   std::filesystem::remove_all(dir);
@@ -181,6 +182,7 @@ TEST(Config, UnknownKeysAndBadValuesAreOneLineErrors) {
   }
   try {
     ddpm::config_from_toml("no-such-key = 1\n");
+    ADD_FAILURE() << "accepted an unknown key";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("no-such-key"), std::string::npos) << e.what();
   }
@@ -196,6 +198,31 @@ TEST(Config, ValidateNamesTheKey) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("grad-accum"), std::string::npos) << e.what();
   }
+}
+
+// Zero terminal SNR with ε-prediction is refused before any training (it would die at the
+// first sample grid: ε carries nothing about x₀ at ᾱ_{T−1} = 0), naming what to use instead.
+TEST(Config, ZeroTerminalSnrWithEpsilonIsRefused) {
+  ddpm::Config c;
+  c.schedule.zero_terminal_snr = true;
+  c.train.prediction = ddpm::Prediction::Epsilon;
+  try {
+    c.validate();
+    ADD_FAILURE() << "accepted epsilon prediction with zero-terminal-snr";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("prediction"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("zero-terminal-snr"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--prediction v"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  for (ddpm::Prediction p : {ddpm::Prediction::V, ddpm::Prediction::X0}) {
+    c.train.prediction = p;
+    EXPECT_NO_THROW(c.validate()) << ddpm::to_string(p);
+  }
+  // From a config file too.
+  EXPECT_THROW(ddpm::config_from_toml("zero-terminal-snr = true\n").validate(), std::invalid_argument);
+  EXPECT_NO_THROW(ddpm::config_from_toml("zero-terminal-snr = true\nprediction = \"v\"\n").validate());
 }
 
 TEST(Config, ShippedConfigsParseAndValidate) {

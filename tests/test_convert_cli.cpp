@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "ddpm/checkpoint.hpp"
+#include "ddpm/train/checkpoint.hpp"
 #include "ddpm/io/safetensors.hpp"
 #include "test_util.hpp"
 
@@ -34,7 +34,7 @@ TEST(ConvertCli, DiffusersFolderToCheckpointThatDdpmSampleUses) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("702499 parameters"), std::string::npos) << r.output;
   const LoadedModel m = load_model_for_sampling(dir + "/m.pt");
-  EXPECT_EQ(m.config.sample.variance, "fixed_large");
+  EXPECT_EQ(m.config.sample.variance, Variance::FixedLarge);
   EXPECT_TRUE(m.config.sample.clip_x0);
   EXPECT_EQ(m.config.model.time_embedding, TimeEmbedding::SinCos);
   r = run_command(bin_dir() + "ddpm-sample --checkpoint " + dir + "/m.pt --n 1 --sampler ddim --steps 2 --out " + dir +

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "../src/cli/options_data.hpp"
-#include "ddpm/data.hpp"
-#include "ddpm/image.hpp"
+#include "tools/options.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -374,7 +374,8 @@ TEST(Data, BadIdxFilesAreErrorsNamingTheFile) {
 
 TEST(Data, OpensFashionMnistWhenInstalled) {
   const std::string base = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte";
-  if (!fs::exists(base) && !fs::exists(base + ".gz")) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!fs::exists(base) && !fs::exists(base + ".gz"))
+    GTEST_SKIP() << "optional system data: Fashion-MNIST is not installed at " << base << "[.gz]";
   ddpm::DataConfig config;
   config.source = "idx:" + base;
   const auto ds = ddpm::open_dataset(config);

@@ -6,9 +6,10 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <cmath>
 #include <fstream>
 
-#include "ddpm/config.hpp"
+#include "ddpm/train/config.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
 #include "ddpm/interop/diffusers.hpp"
 #include "ddpm/io/json.hpp"
@@ -74,7 +75,7 @@ TEST(Interop, DiffusersReproducesTheReferenceOutput) {
   const Imported im = import_diffusers(ref_path("diffusers"));
   EXPECT_EQ(im.config.model.time_embedding, TimeEmbedding::SinCos);
   EXPECT_EQ(im.config.model.time_freq_shift, 1.0);
-  EXPECT_EQ(im.config.sample.variance, "fixed_large");
+  EXPECT_EQ(im.config.sample.variance, Variance::FixedLarge);
   EXPECT_TRUE(im.config.sample.clip_x0);
   EXPECT_EQ(im.config.schedule.kind, "linear");
   const auto io = safetensors::read_file(ref_path("diffusers/io.safetensors")).tensors;
@@ -106,7 +107,7 @@ TEST(Interop, Cifar10RoundTripThroughDiffusersIsBitExact) {
     Config c = config_from_file(test::source_dir() + "/configs/cifar10-32.toml");
     c.model.time_embedding = te;
     c.model.time_freq_shift = te == TimeEmbedding::SinCos ? 1.0 : 0.0;
-    c.sample.variance = "fixed_large";
+    c.sample.variance = Variance::FixedLarge;
     c.sample.clip_x0 = true;
     at::manual_seed(11);
     UNet model(c.model);
@@ -120,7 +121,7 @@ TEST(Interop, Cifar10RoundTripThroughDiffusersIsBitExact) {
     EXPECT_EQ(back.config.model.dropout, c.model.dropout);
     EXPECT_EQ(back.config.model.norm_eps, c.model.norm_eps);
     EXPECT_EQ(back.config.schedule.beta_end, c.schedule.beta_end);
-    EXPECT_EQ(back.config.sample.variance, "fixed_large");
+    EXPECT_EQ(back.config.sample.variance, Variance::FixedLarge);
     EXPECT_TRUE(back.config.sample.clip_x0);
     auto a = model->named_parameters(), b = back.model->named_parameters();
     ASSERT_EQ(a.size(), b.size());
@@ -191,4 +192,29 @@ TEST(Interop, UnsupportedDiffusersConfigsNameTheKey) {
             std::string::npos);
   EXPECT_NE(with("something_new", "1").find("something_new"), std::string::npos);
   EXPECT_NE(with("out_channels", "5").find("out_channels"), std::string::npos);
+}
+
+TEST(Interop, TimeEmbeddingOptionIsKeptInTheConfig) {
+  Config c;
+  c.model.time_embedding = TimeEmbedding::CosSin;
+  c.model.time_freq_shift = 1.0;
+  const std::string toml = config_to_toml(c);
+  EXPECT_NE(toml.find("time-embedding = \"cos-sin\""), std::string::npos) << toml;
+  const Config back = config_from_toml(toml);
+  EXPECT_EQ(back.model.time_embedding, TimeEmbedding::CosSin);
+  EXPECT_EQ(back.model.time_freq_shift, 1.0);
+  // A config written before the option existed (no such keys) keeps libddpm's own embedding.
+  const Config old = config_from_toml("base-channels = 64\n");
+  EXPECT_EQ(old.model.time_embedding, TimeEmbedding::Interleaved);
+  EXPECT_EQ(old.model.time_freq_shift, 0.0);
+  EXPECT_NE(error_of([] { config_from_toml("time-embedding = \"sideways\"\n"); }).find("time-embedding"), std::string::npos);
+  // sin-cos with shift 1 is the closed form [sin(t·f_i) | cos(t·f_i)], f_i = 10⁴^(−i/(half−1)).
+  const at::Tensor t = at::tensor({0, 7, 999});
+  const at::Tensor e = timestep_embedding(t, 8, TimeEmbedding::SinCos, 1.0);
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t i = 0; i < 4; ++i) {
+      const double arg = static_cast<double>(t[b].item<int64_t>()) * std::pow(1e4, -static_cast<double>(i) / 3.0);
+      EXPECT_NEAR(e[b][i].item<float>(), std::sin(arg), 2e-4);
+      EXPECT_NEAR(e[b][4 + i].item<float>(), std::cos(arg), 2e-4);
+    }
 }

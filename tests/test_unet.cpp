@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -12,10 +15,12 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
-#include "../src/cli/options_model.hpp"
-#include "../src/unet_layers.hpp"
-#include "ddpm/unet.hpp"
+#include "tools/options.hpp"
+#include "ddpm/train/config.hpp"
+#include "models/unet_layers.hpp"
+#include "ddpm/models/unet.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -378,7 +383,8 @@ TEST(UNet, Bf16AutocastOnCpuIsCloseToFloat32) {
   try {
     at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
   } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported on this CPU: " << std::string(e.what()).substr(0, 200);
+    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
+                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
   }
   UNetConfig c = tiny(3, 8, 8);
   UNet model(c);
@@ -409,7 +415,8 @@ TEST(UNet, Bf16AutocastTrainingStepOnCpu) {
   try {
     at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
   } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported on this CPU: " << std::string(e.what()).substr(0, 200);
+    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
+                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
   }
   UNetConfig c = tiny(3, 8, 8);
   c.dropout = 0.1;
@@ -513,12 +520,13 @@ TEST(ModelOptions, Cifar10TomlIsTheOriginalModel) {
   c.dropout = 0.5;
   c.groups = 1;
   c.norm_eps = 1e-3;
-  CLI::App app;
-  ddpm::cli::add_model_options(app, c);
-  app.set_config("--config");
-  app.allow_config_extras(true);  // schedule/data keys belong to other areas
+  ddpm::Config base;
+  base.model = c;
   const std::string file = ddpm::test::source_dir() + "/configs/cifar10-32.toml";
-  app.parse(std::vector<std::string>{file, "--config"});
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  c = ddpm::config_from_toml(text.str(), base).model;
   EXPECT_EQ(c.base_channels, 128);
   EXPECT_EQ(c.channel_mult, (std::vector<int64_t>{1, 2, 2, 2}));
   EXPECT_EQ(c.num_res_blocks, 2);
@@ -616,6 +624,22 @@ TEST(UNetBlocks, AttentionMatchesNaiveLoops) {
       EXPECT_LT(max_abs_diff(y[b], ref), 1e-4) << "heads " << heads << " batch " << b;
     }
   }
+}
+
+// act() may run SiLU in place only on a tensor nobody else holds: a caller's tensor stays
+// intact (it used to be const_cast and overwritten), a temporary is still reused.
+TEST(UNetBlocks, ActivationNeverOverwritesTheCallersTensor) {
+  c10::InferenceMode inference;
+  const at::Tensor x = at::linspace(-3, 3, 64).reshape({1, 4, 4, 4});
+  const at::Tensor before = x.clone();
+  const at::Tensor y = ddpm::unet_detail::act(x);
+  EXPECT_TRUE(at::equal(x, before)) << "act() overwrote its argument";
+  EXPECT_TRUE(at::allclose(y, before * at::sigmoid(before)));  // SiLU(x) = x σ(x)
+  at::Tensor temp = before.clone();
+  const void* storage = temp.data_ptr();
+  const at::Tensor z = ddpm::unet_detail::act(std::move(temp));
+  EXPECT_EQ(z.data_ptr(), storage) << "a temporary is activated in place";
+  EXPECT_TRUE(at::allclose(z, y));
 }
 
 TEST(UNetBlocks, DownsamplePadsRightAndBottom) {

@@ -1,16 +1,16 @@
 // ddpm-convert: see interop/convert.hpp for the formats.
-#include "tools/convert.hpp"
+#include "tools/tools.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 #include <stdexcept>
 
-#include "cli/common.hpp"
+#include "tools/common.hpp"
 #include "ddpm/interop/convert.hpp"
-#include "ddpm/unet.hpp"
+#include "ddpm/models/unet.hpp"
 
-namespace ddpm::tools {
+namespace ddpm::cli {
 
 int convert_main(int argc, char** argv) {
   CLI::App app{
@@ -23,7 +23,7 @@ int convert_main(int argc, char** argv) {
   std::string source, out, to = "libddpm", from = "auto";
   int64_t image_size = 0;
   bool no_ema = false;
-  cli::RuntimeOptions runtime;
+  RuntimeOptions runtime;
   app.add_option("source", source, "Source: diffusers folder, original-layout weights, or libddpm checkpoint")->required();
   app.add_option("--out", out, "Where to write (a checkpoint file; with --to diffusers a folder)")->required();
   app.add_option("--to", to, "Target format: libddpm | diffusers")->capture_default_str()
@@ -33,9 +33,9 @@ int convert_main(int argc, char** argv) {
                  "Original layout: the image size the model was trained at (default: 32 for 4 levels, 256 for 6)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-ema", no_ema, "libddpm source: the raw weights instead of the EMA weights");
-  cli::add_runtime_options(app, runtime);
-  return cli::run_app(app, argc, argv, [&] {
-    cli::apply_runtime(runtime);
+  add_runtime_options(app, runtime);
+  return run_app(app, argc, argv, [&] {
+    apply_runtime(runtime);
     interop::ConvertOptions options;
     options.from = interop::parse_source_format(from);
     options.image_size = image_size;
@@ -45,10 +45,10 @@ int convert_main(int argc, char** argv) {
     else interop::write_checkpoint(m, out);
     std::cout << "ddpm-convert: " << source << " -> " << out << " (" << to << "), " << count_parameters(*m.model)
               << " parameters, " << m.config.model.image_channels << "x" << m.config.model.image_height << "x"
-              << m.config.model.image_width << ", sampler " << m.config.sample.kind << " variance "
-              << m.config.sample.variance << (m.config.sample.clip_x0 ? " clip-x0" : "") << "\n";
+              << m.config.model.image_width << ", sampler " << to_string(m.config.sample.kind) << " variance "
+              << to_string(m.config.sample.variance) << (m.config.sample.clip_x0 ? " clip-x0" : "") << "\n";
     return 0;
   });
 }
 
-}  // namespace ddpm::tools
+}  // namespace ddpm::cli

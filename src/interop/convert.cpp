@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/checkpoint.hpp"
+#include "ddpm/train/checkpoint.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
 
 namespace fs = std::filesystem;

@@ -76,9 +76,9 @@ Config original_config(const StateDict& w, int64_t image_size, const std::string
   c.schedule.timesteps = 1000;
   c.schedule.beta_start = 1e-4;
   c.schedule.beta_end = 0.02;
-  c.sample.kind = "ddpm";
+  c.sample.kind = SamplerKind::Ddpm;
   c.sample.steps = 0;
-  c.sample.variance = image_size == 32 ? "fixed_large" : "fixed_small";
+  c.sample.variance = image_size == 32 ? Variance::FixedLarge : Variance::FixedSmall;
   c.sample.clip_x0 = true;
   c.resolve();
   try {

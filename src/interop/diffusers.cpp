@@ -17,8 +17,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/safetensors.hpp"
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/schedule.hpp"
 #include "ddpm/version.hpp"
 
 namespace fs = std::filesystem;
@@ -51,10 +52,7 @@ json::Value read_json(const std::string& path) {
   }
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out || !(out << text) || !out.flush()) throw std::invalid_argument("'" + path + "': cannot be written");
-}
+void write_text(const std::string& path, const std::string& text) { io::write_file_atomically(path, text); }
 
 }  // namespace
 
@@ -231,7 +229,7 @@ Config diffusers_config(const json::Value& u, const json::Value* sched, const st
   }
   c.image_size = height == width ? std::to_string(height) : std::to_string(height) + "x" + std::to_string(width);
   c.channels = in_ch;
-  c.sample.kind = "ddpm";
+  c.sample.kind = SamplerKind::Ddpm;
   c.sample.steps = 0;
 
   if (sched) {
@@ -268,9 +266,9 @@ Config diffusers_config(const json::Value& u, const json::Value* sched, const st
     if (const json::Value* tb = sched->find("trained_betas"); tb && !tb->is_null())
       throw sbad("trained_betas", "explicit betas are not supported");
     const std::string var = sstr("variance_type", "fixed_small");
-    if (var == "fixed_small" || var == "fixed_small_log") c.sample.variance = "fixed_small";
-    else if (var == "fixed_large" || var == "fixed_large_log") c.sample.variance = "fixed_large";
-    else if (var == "learned_range" || var == "learned") c.sample.variance = "fixed_small";  // samplers use fixed variances
+    if (var == "fixed_small" || var == "fixed_small_log") c.sample.variance = Variance::FixedSmall;
+    else if (var == "fixed_large" || var == "fixed_large_log") c.sample.variance = Variance::FixedLarge;
+    else if (var == "learned_range" || var == "learned") c.sample.variance = Variance::FixedSmall;  // samplers use fixed variances
     else throw sbad("variance_type", "'" + var + "' is not supported");
     c.sample.clip_x0 = sbool("clip_sample", true);
     if (c.sample.clip_x0 && snum("clip_sample_range", 1.0) != 1.0) throw sbad("clip_sample_range", "only 1 is supported");
@@ -284,7 +282,7 @@ Config diffusers_config(const json::Value& u, const json::Value* sched, const st
     }
     if (sbool("rescale_betas_zero_snr", false)) c.schedule.zero_terminal_snr = true;
   } else {
-    c.sample.variance = "fixed_small";
+    c.sample.variance = Variance::FixedSmall;
     c.sample.clip_x0 = true;
   }
   c.resolve();
@@ -380,7 +378,7 @@ json::Value diffusers_scheduler_json(const Config& config) {
     j.set("beta_schedule", json::Value::string("linear"));
     j.set("trained_betas", list);
   }
-  j.set("variance_type", json::Value::string(config.sample.variance == "fixed_large" ? "fixed_large" : "fixed_small"));
+  j.set("variance_type", json::Value::string(config.sample.variance == Variance::FixedLarge ? "fixed_large" : "fixed_small"));
   j.set("clip_sample", json::Value::boolean(config.sample.clip_x0));
   j.set("clip_sample_range", json::Value::number(1.0));
   j.set("prediction_type", json::Value::string(config.train.prediction == Prediction::Epsilon ? "epsilon"
@@ -388,7 +386,7 @@ json::Value diffusers_scheduler_json(const Config& config) {
                                                                                              : "v_prediction"));
   j.set("thresholding", json::Value::boolean(config.sample.dynamic_threshold));
   j.set("dynamic_thresholding_ratio", json::Value::number(config.sample.dynamic_threshold_percentile));
-  j.set("timestep_spacing", json::Value::string(config.sample.spacing));
+  j.set("timestep_spacing", json::Value::string(to_string(config.sample.spacing)));
   return j;
 }
 

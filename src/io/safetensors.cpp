@@ -4,12 +4,12 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <vector>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/json.hpp"
 
 namespace ddpm::safetensors {
@@ -199,17 +199,7 @@ std::string serialize(const std::map<std::string, at::Tensor>& tensors, const st
 
 void write_file(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
                 const std::map<std::string, std::string>& metadata) {
-  const std::string bytes = serialize(tensors, metadata);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush())
-      throw std::invalid_argument("safetensors file '" + path + "': cannot be written");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::invalid_argument("safetensors file '" + path + "': cannot be written (rename failed)");
-  }
+  io::write_file_atomically(path, serialize(tensors, metadata));
 }
 
 }  // namespace ddpm::safetensors

@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "ddpm/unet.hpp"
+#include "ddpm/models/unet.hpp"
 
 namespace ddpm::interop {
 

@@ -31,7 +31,7 @@ Contents parse(std::string_view bytes, const std::string& name);
 /// header padded with spaces to a multiple of 8. Dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL.
 std::string serialize(const std::map<std::string, at::Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
-/// Writes serialize(...) to `path` via "<path>.tmp" and a rename.
+/// Writes serialize(...) to `path` atomically (io::write_file_atomically; std::runtime_error on failure).
 void write_file(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
                 const std::map<std::string, std::string>& metadata = {});
 

@@ -1,0 +1,12 @@
+#pragma once
+// Entry points of the command-line tools. They live in the library so the
+// executables are one-line mains; each returns the process exit code
+// (0 success, 1 runtime failure, 2 bad input).
+
+namespace ddpm::cli {
+int train_main(int argc, char** argv);
+int sample_main(int argc, char** argv);
+int schedule_main(int argc, char** argv);
+int bench_main(int argc, char** argv);
+int convert_main(int argc, char** argv);  ///< ddpm-convert (pretrained weights in, diffusers out)
+}  // namespace ddpm::cli
