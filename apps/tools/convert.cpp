@@ -43,7 +43,9 @@ int convert_main(int argc, char** argv) {
     const interop::Imported m = interop::load_source(source, options);
     if (to == "diffusers") interop::export_diffusers(m.config, *m.model, out);
     else interop::write_checkpoint(m, out);
-    std::cout << "ddpm-convert: " << source << " -> " << out << " (" << to << "), " << count_parameters(*m.model)
+    int64_t params = 0;  // all of them: a sampling checkpoint's parameters do not require grad
+    for (const auto& p : m.model->parameters()) params += p.numel();
+    std::cout << "ddpm-convert: " << source << " -> " << out << " (" << to << "), " << params
               << " parameters, " << m.config.model.image_channels << "x" << m.config.model.image_height << "x"
               << m.config.model.image_width << ", sampler " << to_string(m.config.sample.kind) << " variance "
               << to_string(m.config.sample.variance) << (m.config.sample.clip_x0 ? " clip-x0" : "") << "\n";
