@@ -8,4 +8,5 @@ int train_main(int argc, char** argv);
 int sample_main(int argc, char** argv);
 int schedule_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
+int convert_main(int argc, char** argv);  ///< ddpm-convert (pretrained weights in, diffusers out)
 }  // namespace ddpm::cli

@@ -11,4 +11,8 @@
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "ddpm/models/unet.hpp"
+#include "ddpm/interop/convert.hpp"
+#include "ddpm/interop/ddpm_original.hpp"
+#include "ddpm/io/safetensors.hpp"
+#include "ddpm/io/torch_file.hpp"
 #include "ddpm/version.hpp"

@@ -55,6 +55,10 @@ void UNetConfig::validate() const {
   if (!(dropout >= 0.0 && dropout < 1.0)) bad("dropout", "must be in [0, 1), got " + std::to_string(dropout));
   if (!(norm_eps > 0.0)) bad("norm-eps", "must be positive, got " + std::to_string(norm_eps));
   if (resample != "conv" && resample != "avgpool") bad("resample", "expected conv or avgpool, got '" + resample + "'");
+  if (!(time_freq_shift >= 0.0 && time_freq_shift < static_cast<double>(base_channels / 2)))
+    bad("time-freq-shift", "must be in [0, base-channels/2), got " + std::to_string(time_freq_shift));
+  if (time_embedding == TimeEmbedding::Interleaved && time_freq_shift != 0.0)
+    bad("time-freq-shift", "must be 0 with time-embedding = interleaved");
   validate_size(image_height, image_width);
   std::vector<int64_t> heights;
   for (int64_t l = 0; l < levels(); ++l) {
@@ -165,7 +169,7 @@ at::Tensor UNetImpl::forward(const at::Tensor& x_in, const at::Tensor& t_in) {
   const at::Tensor x = c.channels_last ? x_in.contiguous(at::MemoryFormat::ChannelsLast) : x_in;
 
   // Time embedding, shared by every residual block.
-  at::Tensor temb = timestep_embedding(t.to(x.device()), c.base_channels);
+  at::Tensor temb = timestep_embedding(t.to(x.device()), c.base_channels, c.time_embedding, c.time_freq_shift);
   temb = temb1_->forward(at::silu(temb0_->forward(temb)));
   const at::Tensor silu_temb = at::silu(temb);
 
@@ -214,6 +218,39 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_perio
   return at::stack({at::sin(arg), at::cos(arg)}, 2).reshape({t.size(0), dim}).to(at::kFloat);
 }
 
+at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, TimeEmbedding layout, double shift, double max_period) {
+  if (layout == TimeEmbedding::Interleaved) {
+    if (shift != 0.0) throw std::invalid_argument("timestep_embedding: the interleaved layout has shift 0");
+    return timestep_embedding(t, dim, max_period);
+  }
+  if (dim <= 0 || dim % 2 != 0)
+    throw std::invalid_argument("timestep_embedding: dim must be positive and even, got " + std::to_string(dim));
+  if (t.dim() != 1) throw std::invalid_argument("timestep_embedding: t must be 1-D [B], got " + c10::str(t.sizes()));
+  const int64_t half = dim / 2;
+  if (!(shift >= 0.0 && shift < static_cast<double>(half)))
+    throw std::invalid_argument("timestep_embedding: shift must be in [0, dim/2)");
+  // float32 throughout, as the original and diffusers: the pretrained models saw exactly these values.
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(t.device());
+  const at::Tensor freq = at::exp(at::arange(0, half, opts) * (-std::log(max_period) / (static_cast<double>(half) - shift)));
+  const at::Tensor arg = t.to(at::kFloat).unsqueeze(1) * freq.unsqueeze(0);  // [B, half]
+  return layout == TimeEmbedding::SinCos ? at::cat({at::sin(arg), at::cos(arg)}, 1) : at::cat({at::cos(arg), at::sin(arg)}, 1);
+}
+
+const char* to_string(TimeEmbedding e) {
+  switch (e) {
+    case TimeEmbedding::Interleaved: return "interleaved";
+    case TimeEmbedding::SinCos: return "sin-cos";
+    case TimeEmbedding::CosSin: return "cos-sin";
+  }
+  return "?";
+}
+
+TimeEmbedding parse_time_embedding(const std::string& text) {
+  for (TimeEmbedding e : {TimeEmbedding::Interleaved, TimeEmbedding::SinCos, TimeEmbedding::CosSin})
+    if (text == to_string(e)) return e;
+  throw std::invalid_argument("time-embedding: expected interleaved, sin-cos or cos-sin, got '" + text + "'");
+}
+
 int64_t count_parameters(const torch::nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters())
@@ -246,7 +283,10 @@ std::string summary(const UNetConfig& c) {
   s << "base-channels " << c.base_channels << ", channel-mult " << join(c.channel_mult) << ", num-res-blocks "
     << c.num_res_blocks << ", attention-resolutions " << (c.attention_resolutions.empty() ? "none" : join(c.attention_resolutions))
     << ", num-heads " << c.num_heads << ", dropout " << c.dropout << ", groups " << c.groups << ", norm-eps "
-    << c.norm_eps << ", resample " << c.resample << (c.channels_last ? ", channels-last" : "") << "\n";
+    << c.norm_eps << ", resample " << c.resample << (c.channels_last ? ", channels-last" : "")
+    << ", time-embedding " << to_string(c.time_embedding);
+  if (c.time_freq_shift != 0.0) s << " (shift " << c.time_freq_shift << ")";
+  s << "\n";
   s << "parameters: " << params << "\n";
   s << "forward GFLOPs/image: " << flops * 1e-9 << "\n";
   for (size_t l = 0; l < levels.size(); ++l)

@@ -242,6 +242,12 @@ std::vector<ConfigKey> build() {
   t.boolean("learned-variance", FIELD(model.learned_variance),
             "also output the variance interpolation (2x image channels)");
   t.boolean("channels-last", FIELD(model.channels_last), "channels_last memory format");
+  t.choice(
+      "time-embedding", FIELD(model.time_embedding), {"interleaved", "sin-cos", "cos-sin"}, parse_time_embedding,
+      [](TimeEmbedding e) { return std::string(to_string(e)); },
+      "timestep embedding: interleaved (libddpm's) | sin-cos (original DDPM, diffusers) | cos-sin (diffusers' flip)");
+  t.floating("time-freq-shift", FIELD(model.time_freq_shift), 0.0, kInf,
+             "embedding frequencies exp(-ln(1e4) i/(d/2 - shift)); the original DDPM: 1 (sin-cos and cos-sin only)");
 
   // ---------------------------------------------------------------- Schedule
   t.area = KeyArea::Schedule;

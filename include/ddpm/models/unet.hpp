@@ -22,6 +22,17 @@
 
 namespace ddpm {
 
+/// Layout of the sinusoidal timestep embedding of width d, half = d/2, frequencies
+/// f_i = exp(−ln(10⁴)·i/(half − shift)), i = 0 .. half−1:
+///  Interleaved: [sin f_0 t, cos f_0 t, sin f_1 t, ...] computed in float64 (libddpm's own; shift 0 in
+///               every existing checkpoint);
+///  SinCos:      [sin f_i t | cos f_i t], computed in float32 as the original DDPM (shift 1) and
+///               diffusers with flip_sin_to_cos = false;  CosSin: [cos | sin] (diffusers' flip = true).
+enum class TimeEmbedding { Interleaved, SinCos, CosSin };
+/// "interleaved" | "sin-cos" | "cos-sin"; parse throws std::invalid_argument naming time-embedding.
+const char* to_string(TimeEmbedding e);
+TimeEmbedding parse_time_embedding(const std::string& text);
+
 struct UNetConfig {
   int64_t image_channels = 3;     ///< 1, 3 or 4
   int64_t image_height = 32;      ///< each divisible by 2^(levels−1)
@@ -40,6 +51,8 @@ struct UNetConfig {
   double norm_eps = 1e-6;   ///< GroupNorm eps
   std::string resample = "conv";  ///< down: "conv" (pad right/bottom by 1, stride-2 3×3) | "avgpool" (2×2)
   bool channels_last = false;     ///< weights and activations in channels_last memory format
+  TimeEmbedding time_embedding = TimeEmbedding::Interleaved;  ///< see TimeEmbedding
+  double time_freq_shift = 0.0;   ///< `shift` of the embedding's frequencies (DDPM: 1); < base_channels/2
 
   int64_t levels() const { return static_cast<int64_t>(channel_mult.size()); }
   int64_t out_channels() const { return learned_variance ? 2 * image_channels : image_channels; }
@@ -107,6 +120,9 @@ TORCH_MODULE(UNet);
 /// i = 0 .. d/2 − 1. t: [B] int or float, any device; returns float32 [B, d] on t's device.
 /// Throws std::invalid_argument for d ≤ 0 or odd.
 at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period = 10000.0);
+/// The embedding of the given layout (Interleaved with shift 0 is the function above).
+at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, TimeEmbedding layout, double shift,
+                              double max_period = 10000.0);
 
 /// Number of trainable parameters (requires_grad) of a module.
 int64_t count_parameters(const torch::nn::Module& module);
