@@ -60,6 +60,21 @@ if(EXISTS "${TORCH_INSTALL_PREFIX}/include/fmt")
   endif()
 endif()
 
+# ---------------------------------------------------------------- pip LibTorch: link against its own CUDA libraries
+# A pip torch finds libnccl, libcudart, ... in site-packages/nvidia/*/lib through its
+# RUNPATH. At link time, though, a CUDA toolkit's older copies (/usr/local/cuda/lib)
+# would satisfy those dependencies first (NCCL 2.30 symbols then go missing), and the
+# toolkit's libcudart would be loaded in place of the wheel's. So: resolve them in the
+# wheel's folders (-rpath-link), and record only the libraries we call (--as-needed).
+get_filename_component(_ddpm_site "${TORCH_INSTALL_PREFIX}/.." ABSOLUTE)
+file(GLOB _ddpm_wheel_libs LIST_DIRECTORIES true "${_ddpm_site}/nvidia/*/lib")
+if(_ddpm_wheel_libs AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang" AND NOT APPLE)
+  add_link_options(LINKER:--as-needed)
+  foreach(_d "${TORCH_INSTALL_PREFIX}/lib" ${_ddpm_wheel_libs})
+    add_link_options(LINKER:-rpath-link,${_d})
+  endforeach()
+endif()
+
 # ---------------------------------------------------------------- CUDA
 set(DDPM_CUDA AUTO CACHE STRING "CUDA code paths: AUTO (when LibTorch has CUDA), ON (required) or OFF")
 set_property(CACHE DDPM_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -81,7 +96,6 @@ if(DDPM_WITH_CUDA)
   add_compile_definitions(DDPM_WITH_CUDA=1)
   # NCCL for the data-parallel work: the pip wheel's (the one LibTorch runs with) first,
   # then the CUDA toolkit's.
-  get_filename_component(_ddpm_site "${TORCH_INSTALL_PREFIX}/.." ABSOLUTE)
   find_path(NCCL_INCLUDE_DIR nccl.h
     HINTS ${_ddpm_site}/nvidia/nccl/include ${CUDAToolkit_INCLUDE_DIRS} ${CUDA_TOOLKIT_ROOT_DIR}/include
     )
