@@ -214,6 +214,9 @@ StepStats Trainer::train_step() {
     // Uniform t and Gaussian noise from the trainer's CPU stream (device-independent).
     at::Tensor timesteps = at::randint(0, T, {B}, state_->gen, at::TensorOptions().dtype(at::kLong));
     at::Tensor noise = at::randn(x0.sizes(), state_->gen, at::TensorOptions().dtype(at::kFloat));
+    // ᾱ in float64 (as q_sample's coefficients): float32 ᾱ = 0.9999 leaves 1 − ᾱ off by 2e-4.
+    // Gathered from the CPU indices, before they move to the device.
+    const at::Tensor alpha_bar = alpha_bar_at(*schedule_, timesteps, x0.dim(), device_);
     x0 = x0.to(device_);
     noise = noise.to(device_);
     timesteps = timesteps.to(device_);
@@ -221,7 +224,6 @@ StepStats Trainer::train_step() {
       x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
       noise = noise.contiguous(at::MemoryFormat::ChannelsLast);
     }
-    const at::Tensor alpha_bar = NoiseSchedule::extract(schedule_->alpha_bar, timesteps, x0.dim());
     const at::Tensor xt = q_sample(*schedule_, x0, timesteps, noise);  // DDPM eq. 4
     at::Tensor out;
     {
@@ -231,7 +233,8 @@ StepStats Trainer::train_step() {
     out = out.to(at::kFloat);
     const at::Tensor target = training_target(t.prediction, x0, noise, alpha_bar);
     const at::Tensor mse = (out - target).pow(2).mean({1, 2, 3});
-    const at::Tensor weight = loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).reshape({B});
+    const at::Tensor weight =
+        loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).to(at::kFloat).reshape({B});
     const at::Tensor loss = (weight * mse).mean();
     const double value = loss.item<double>();
     if (!std::isfinite(value))
