@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages libddpm needs. Idempotent.
+#   --torch2: also the pip torch of the LibTorch 2.x build (scripts/setup-torch2.sh).
 set -euo pipefail
+if [ "${1:-}" = "--torch2" ]; then
+  bash "$(dirname "$0")/setup-deps.sh"
+  bash "$(dirname "$0")/setup-torch2.sh" >/dev/null
+  exit 0
+fi
 
-packages=(cmake g++ make pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
+packages=(cmake g++ make ccache python3-venv pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
           libgloo-dev libopenblas0-pthread dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do

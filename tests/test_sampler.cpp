@@ -23,6 +23,7 @@
 #include "ddpm/runtime.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "gaussian_denoiser.hpp"
+#include "test_device.hpp"
 
 namespace {
 
@@ -403,6 +404,32 @@ TEST(Sampler, ImagesAreBatchInvariant) {
     const at::Tensor middle = ddpm::sample(schedule, as_denoiser(exact), config, 10, 3, 5, 5, 30);
     EXPECT_TRUE(at::equal(middle, batch.slice(0, 30, 40))) << v.kind;
     EXPECT_FALSE(at::equal(batch[0], batch[1]));
+  }
+}
+
+// A sampler run on CUDA (schedule and x on the GPU, the per-image noise still drawn on the
+// CPU) gives the images of the CPU run; the exact denoiser itself computes on the CPU.
+TEST(Sampler, OnCudaGivesTheCpuImages) {
+  DDPM_SKIP_WITHOUT_CUDA();
+  ddpm::ScheduleConfig sc;
+  sc.kind = "cosine";
+  const ddpm::NoiseSchedule cpu(sc), gpu(sc, c10::Device(c10::kCUDA, 0));
+  ExactDenoiser exact(cpu, kMu, kSd, Prediction::Epsilon);
+  bool saw_cuda = false;
+  const ddpm::Denoiser on_device = [&](const at::Tensor& x, const at::Tensor& t) {
+    saw_cuda = saw_cuda || x.is_cuda();
+    return exact(x.cpu(), t.cpu()).to(x.device());
+  };
+  for (std::string kind : {"ddpm", "ddim", "dpm++2m"}) {
+    ddpm::SamplerConfig config;
+    config.kind = ddpm::parse_sampler_kind(kind);
+    config.steps = 20;
+    config.seed = 3;
+    const at::Tensor a = ddpm::sample(cpu, on_device, config, 4, 3, 4, 4);
+    saw_cuda = false;
+    const at::Tensor b = ddpm::sample(gpu, on_device, config, 4, 3, 4, 4);
+    EXPECT_TRUE(saw_cuda) << kind;
+    EXPECT_LT((a - b.cpu()).abs().max().item<double>(), 1e-4) << kind;
   }
 }
 

@@ -16,6 +16,7 @@
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/train/trainer.hpp"
+#include "test_device.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -73,7 +74,8 @@ TEST(Trainer, LossGoesDownOn16TinyImages) {
   fs::remove_all(dir);
 }
 
-TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwise) {
+// 7 steps straight equal 3 steps, save, resume, 4 steps: losses, weights, EMA, loader.
+static void expect_exact_resume(c10::Device device) {
   auto base = ddpm::test::make_temp_dir("ddpm-resume");
   auto configure = [&](const std::string& name, int64_t steps) {
     ddpm::Config c = tiny_config(base + "/" + name);
@@ -84,14 +86,14 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwise) {
     c.train.ema_decay = 0.9;
     c.data.hflip = true;
     c.data.workers = 2;
-    c.model.dropout = 0.1;    // uses the global generator
+    c.model.dropout = 0.1;    // uses the global generator (the CUDA one on CUDA)
     return c;
   };
   auto run = [&](ddpm::Config c, const std::string& resume_from) {
     std::vector<double> losses;
     ddpm::TrainerOptions o;
     o.on_step = [&](const ddpm::StepStats& s) { losses.push_back(s.loss); };
-    auto trainer = std::make_unique<ddpm::Trainer>(c, tiny_images(), c10::kCPU, o);
+    auto trainer = std::make_unique<ddpm::Trainer>(c, tiny_images(), device, o);
     if (!resume_from.empty()) trainer->resume(resume_from);
     trainer->fit();
     return std::make_pair(losses, std::move(trainer));
@@ -113,6 +115,51 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwise) {
   EXPECT_EQ(a->loader_state().epoch, b2->loader_state().epoch);
   EXPECT_EQ(a->loader_state().position, b2->loader_state().position);
   fs::remove_all(base);
+}
+
+TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwise) { expect_exact_resume(c10::kCPU); }
+
+// On CUDA: the checkpoint's torch_cuda generator state makes dropout resume exactly;
+// deterministic cuDNN so that two runs of the same step give the same bits.
+TEST(Trainer, ResumeReproducesTheUninterruptedRunBitwiseOnCuda) {
+  DDPM_SKIP_WITHOUT_CUDA();
+  auto& ctx = at::globalContext();
+  const bool deterministic = ctx.deterministicCuDNN(), benchmark = ctx.benchmarkCuDNN();
+  ctx.setDeterministicCuDNN(true);
+  ctx.setBenchmarkCuDNN(false);
+  expect_exact_resume(c10::Device(c10::kCUDA, 0));
+  ctx.setDeterministicCuDNN(deterministic);
+  ctx.setBenchmarkCuDNN(benchmark);
+}
+
+// One training step on CUDA starts from the same weights and data as on the CPU (the
+// trainer draws t and noise on the CPU), so its loss is the CPU's within float error.
+TEST(Trainer, OneStepOnCudaMatchesTheCpuStep) {
+  DDPM_SKIP_WITHOUT_CUDA();
+  auto& ctx = at::globalContext();
+  const bool tf32 = ctx.allowTF32CuDNN(), tf32_mm = ctx.allowTF32CuBLAS();
+  ctx.setAllowTF32CuDNN(false);
+  ctx.setAllowTF32CuBLAS(false);
+  std::vector<double> losses;
+  for (c10::Device device : {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)}) {
+    ddpm::Config c = tiny_config(ddpm::test::make_temp_dir("ddpm-cuda-step"));
+    c.train.steps = 2;
+    c.model.dropout = 0.0;  // CPU and CUDA dropout masks differ
+    ddpm::TrainerOptions o;
+    o.write_files = false;
+    ddpm::Trainer trainer(c, tiny_images(), device, o);
+    for (int i = 0; i < 2; ++i) {
+      const ddpm::StepStats s = trainer.train_step();
+      EXPECT_TRUE(std::isfinite(s.loss)) << device;
+      losses.push_back(s.loss);
+    }
+    for (const auto& p : trainer.model()->parameters()) EXPECT_EQ(p.device(), device);
+  }
+  ctx.setAllowTF32CuDNN(tf32);
+  ctx.setAllowTF32CuBLAS(tf32_mm);
+  ASSERT_EQ(losses.size(), 4u);
+  EXPECT_NEAR(losses[2], losses[0], 1e-4 * losses[0]) << "step 1";
+  EXPECT_NEAR(losses[3], losses[1], 1e-3 * losses[1]) << "step 2 (after one update)";
 }
 
 TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {

@@ -21,6 +21,7 @@
 #include "ddpm/train/config.hpp"
 #include "models/unet_layers.hpp"
 #include "ddpm/models/unet.hpp"
+#include "test_device.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -441,6 +442,79 @@ TEST(UNet, Bf16AutocastTrainingStepOnCpu) {
   }
 }
 
+// ------------------------------------------------------------------ CUDA (skipped without one)
+
+// The same perturbed model on CUDA and on the CPU: outputs and every gradient agree
+// (TF32 off, so CUDA computes in float32 like the CPU).
+TEST(UNet, ForwardBackwardOnCudaMatchesCpu) {
+  DDPM_SKIP_WITHOUT_CUDA();
+  auto& ctx = at::globalContext();
+  const bool tf32 = ctx.allowTF32CuDNN(), tf32_mm = ctx.allowTF32CuBLAS();
+  ctx.setAllowTF32CuDNN(false);
+  ctx.setAllowTF32CuBLAS(false);
+  UNetConfig c = tiny(3, 8, 8);
+  c.num_heads = 2;
+  UNet cpu(c);
+  perturb(cpu, 6);
+  auto gpu = std::dynamic_pointer_cast<ddpm::UNetImpl>(cpu->clone(c10::Device(c10::kCUDA, 0)));
+  ASSERT_TRUE(gpu);
+  const at::Tensor x = at::randn({2, 3, 8, 8}), target = at::randn({2, 3, 8, 8});
+  const at::Tensor t = steps({5, 900});
+  const at::Tensor y_cpu = cpu->forward(x, t);
+  const at::Tensor y_gpu = gpu->forward(x.cuda(), t.cuda());
+  (y_cpu - target).pow(2).mean().backward();
+  (y_gpu - target.cuda()).pow(2).mean().backward();
+  ctx.setAllowTF32CuDNN(tf32);
+  ctx.setAllowTF32CuBLAS(tf32_mm);
+  EXPECT_TRUE(y_gpu.is_cuda());
+  const double scale = 1 + y_cpu.abs().max().item<double>();
+  EXPECT_LT(max_abs_diff(y_gpu.cpu(), y_cpu), 1e-4 * scale);
+  auto pc = cpu->named_parameters();
+  for (const auto& p : gpu->named_parameters()) {
+    const at::Tensor gc = pc[p.key()].grad(), gg = p.value().grad();
+    ASSERT_TRUE(gg.defined()) << p.key();
+    EXPECT_LT(max_abs_diff(gg.cpu(), gc), 1e-4 * (1 + gc.abs().max().item<double>())) << p.key();
+  }
+}
+
+// bf16 autocast with channels_last on CUDA (the GPU training configuration) stays close to
+// float32, and its backward gives float32 gradients.
+TEST(UNet, Bf16ChannelsLastOnCudaIsCloseToFloat32) {
+  DDPM_SKIP_WITHOUT_CUDA();
+  UNetConfig c = tiny(3, 8, 8);
+  c.channels_last = true;
+  UNet model(c);
+  perturb(model, 7);
+  model->to(c10::Device(c10::kCUDA, 0));
+  const at::Tensor x = at::randn({2, 3, 8, 8}).cuda().contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor t = steps({20, 600}).cuda();
+  const at::Tensor ref = model->forward(x, t).detach();
+  at::Tensor y;
+  {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    y = model->forward(x, t);
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+    y = model->forward(x, t);
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+  const double scale = ref.abs().max().item<double>();
+  EXPECT_LT(max_abs_diff(y, ref), 0.05 * scale);
+  y.to(at::kFloat).pow(2).mean().backward();
+  for (const auto& p : model->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_EQ(p.value().grad().scalar_type(), at::kFloat) << p.key();
+    EXPECT_TRUE(at::isfinite(p.value().grad()).all().item<bool>()) << p.key();
+  }
+}
+
 // ------------------------------------------------------------------ FLOPs
 
 TEST(UNet, ForwardFlopsMatchHandCount) {
@@ -578,10 +652,12 @@ TEST(UNetBlocks, AttentionMatchesNaiveLoops) {
       for (auto& p : block->parameters()) p.normal_(0.0, 0.7);
     }
     const at::Tensor x = at::randn({B, C, H, W}, at::kDouble).to(at::kFloat);
-    at::Tensor y;
+    using Kernel = ddpm::unet_detail::AttentionBlockImpl::Kernel;
+    at::Tensor y, y_fused;  // the 1.13 path and (2.x) at::scaled_dot_product_attention
     {
       at::NoGradGuard no_grad;
-      y = block->forward(x);
+      y = block->forward(x, Kernel::Explicit);
+      y_fused = block->forward(x, Kernel::Fused);
     }
     // Reference in float64 with explicit loops: GroupNorm (2 groups), 1×1 projections,
     // per-head softmax(q·k/√d), output projection, residual.
@@ -622,8 +698,58 @@ TEST(UNetBlocks, AttentionMatchesNaiveLoops) {
         }
       const at::Tensor ref = xd[b] + proj("proj_out", out).view({C, H, W});
       EXPECT_LT(max_abs_diff(y[b], ref), 1e-4) << "heads " << heads << " batch " << b;
+      EXPECT_LT(max_abs_diff(y_fused[b], ref), 1e-4) << "fused, heads " << heads << " batch " << b;
     }
   }
+}
+
+// The fused kernel (LibTorch 2.x) against the explicit softmax path: outputs and every
+// gradient, both memory formats, on each available device (CPU, and CUDA when present).
+TEST(UNetBlocks, FusedAttentionMatchesExplicitSoftmax) {
+#if TORCH_VERSION_MAJOR < 2
+  GTEST_SKIP() << "LibTorch 1.13 has no at::scaled_dot_product_attention (the explicit path is the only one)";
+#else
+  using Kernel = ddpm::unet_detail::AttentionBlockImpl::Kernel;
+  for (const auto& device : ddpm::test::test_devices()) {
+    for (int64_t heads : {1, 4}) {
+      for (bool channels_last : {false, true}) {
+        UNetConfig c = tiny();
+        c.num_heads = heads;
+        c.groups = 4;
+        const int64_t B = 3, C = 16, H = 8, W = 6;
+        auto block = std::make_shared<ddpm::unet_detail::AttentionBlockImpl>(C, c);
+        at::manual_seed(11);
+        {
+          at::NoGradGuard no_grad;
+          for (auto& p : block->parameters()) p.normal_(0.0, 0.5);
+        }
+        block->to(device);
+        at::Tensor x = at::randn({B, C, H, W}).to(device);
+        if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor g = at::randn({B, C, H, W}).to(device);
+        std::map<Kernel, std::vector<at::Tensor>> results;
+        for (Kernel kernel : {Kernel::Explicit, Kernel::Fused}) {
+          const at::Tensor xi = x.detach().clone().requires_grad_(true);
+          block->zero_grad();
+          const at::Tensor y = block->forward(xi, kernel);
+          (y * g).sum().backward();
+          results[kernel].push_back(y.detach());
+          results[kernel].push_back(xi.grad());
+          for (const auto& p : block->parameters()) results[kernel].push_back(p.grad().clone());
+        }
+        const auto& e = results[Kernel::Explicit];
+        const auto& f = results[Kernel::Fused];
+        ASSERT_EQ(e.size(), f.size());
+        for (size_t i = 0; i < e.size(); ++i) {
+          const double scale = 1.0 + e[i].abs().max().item<double>();
+          EXPECT_LT(max_abs_diff(f[i], e[i]), 2e-5 * scale)
+              << device << " heads " << heads << (channels_last ? " channels_last" : " contiguous")
+              << (i == 0 ? " output" : i == 1 ? " input gradient" : " parameter gradient");
+        }
+      }
+    }
+  }
+#endif
 }
 
 // act() may run SiLU in place only on a tensor nobody else holds: a caller's tensor stays

@@ -170,29 +170,66 @@ class AttentionBlockImpl : public torch::nn::Cloneable<AttentionBlockImpl> {
     v = register_module("v", std::make_shared<Conv2dImpl>(channels_, channels_, 1, 1, 0, 1.0));
     proj_out = register_module("proj_out", std::make_shared<Conv2dImpl>(channels_, channels_, 1, 1, 0, 0.0));
   }
-  at::Tensor forward(const at::Tensor& x) {
+  /// Explicit: softmax(qᵀk) materialised (the only kernel in LibTorch 1.13). Fused:
+  /// at::scaled_dot_product_attention (2.x: flash / memory-efficient kernels on CUDA,
+  /// a fused flash kernel on CPU). Both compute the same function; tests compare them.
+  enum class Kernel { Explicit, Fused };
+#if TORCH_VERSION_MAJOR >= 2
+  static constexpr Kernel kDefaultKernel = Kernel::Fused;
+#else
+  static constexpr Kernel kDefaultKernel = Kernel::Explicit;
+#endif
+  at::Tensor forward(const at::Tensor& x) { return forward(x, kDefaultKernel); }
+  at::Tensor forward(const at::Tensor& x, Kernel kernel) {
     const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), N = H * W;
-    const int64_t d = C / heads_;
-    // q (folded scale) and the output projection bypass their modules' forward; k and v
-    // count themselves. qᵀk and w·v: N²·C multiply-adds each, summed over heads.
-    count_flops(2.0 * 2.0 * B * N * C * C + 2.0 * 2.0 * B * static_cast<double>(N) * N * C);
+    // The output projection bypasses its module's forward; q, k, v count themselves (the
+    // explicit path counts its folded q). qᵀk and w·v: N²·C multiply-adds each, over heads.
+    count_flops(2.0 * B * N * C * C + 2.0 * 2.0 * B * static_cast<double>(N) * N * C);
     const at::Tensor hn = norm->forward(x);
+    const at::Tensor o = kernel == Kernel::Fused ? attend_fused(hn) : attend_explicit(hn);  // [B, N, C]
+    const at::Tensor y = at::linear(o, proj_out->weight.view({C, C}), proj_out->bias);
+    // [B, N, C] is [B, C, H, W] in channels_last strides; x + y keeps x's memory format.
+    return x + y.view({B, H, W, C}).permute({0, 3, 1, 2});
+  }
+
+ private:
+  /// hn: normalised input [B, C, H, W] → attention output, token-major [B, N, C].
+  at::Tensor attend_explicit(const at::Tensor& hn) {
+    const int64_t B = hn.size(0), C = hn.size(1), N = hn.size(2) * hn.size(3);
+    const int64_t d = C / heads_;
     // [B, C, H, W] → [B·heads, d, N]: a view in both memory formats when heads = 1.
     auto split = [&](const at::Tensor& y) { return y.reshape({B, heads_, d, N}).reshape({B * heads_, d, N}); };
     // 1/√d is folded into q's C×C weights instead of scaling the N×N scores.
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     const at::Tensor qh = split(at::conv2d(hn, q->weight * scale, q->bias * scale));
+    count_flops(2.0 * B * N * C * C);  // the folded q convolution
     const at::Tensor kh = split(k->forward(hn)), vh = split(v->forward(hn));
     // w[i, j] = softmax_j(q_i · k_j / √d); bmm reads the transposed views without copying.
     const at::Tensor w = at::softmax(at::bmm(qh.transpose(1, 2), kh), -1);
     // out[i, c] = Σ_j w[i, j] v[c, j], token-major [B·heads, N, d]: w's gradient then comes
     // back contiguous (no N×N copy in softmax's backward), and the projection is one matmul.
     at::Tensor o = at::bmm(w, vh.transpose(1, 2));
-    o = heads_ == 1 ? o.view({B, N, C}) : o.view({B, heads_, N, d}).permute({0, 2, 1, 3}).reshape({B, N, C});
-    const at::Tensor y = at::linear(o, proj_out->weight.view({C, C}), proj_out->bias);
-    // [B, N, C] is [B, C, H, W] in channels_last strides; x + y keeps x's memory format.
-    return x + y.view({B, H, W, C}).permute({0, 3, 1, 2});
+    return heads_ == 1 ? o.view({B, N, C}) : o.view({B, heads_, N, d}).permute({0, 2, 1, 3}).reshape({B, N, C});
   }
+  at::Tensor attend_fused(const at::Tensor& hn) {
+#if TORCH_VERSION_MAJOR >= 2
+    const int64_t B = hn.size(0), C = hn.size(1), N = hn.size(2) * hn.size(3);
+    const int64_t d = C / heads_;
+    // [B, C, H, W] → [B, heads, N, d] with unit stride along d (what the fused kernels
+    // want): a view for channels_last input, one copy otherwise.
+    auto split = [&](const at::Tensor& y) {
+      return y.permute({0, 2, 3, 1}).reshape({B, N, heads_, d}).transpose(1, 2);
+    };
+    // Default scale 1/√d.
+    const at::Tensor o = at::scaled_dot_product_attention(split(q->forward(hn)), split(k->forward(hn)),
+                                                          split(v->forward(hn)));
+    return o.transpose(1, 2).reshape({B, N, C});
+#else
+    return attend_explicit(hn);  // LibTorch 1.13 has no fused attention
+#endif
+  }
+
+ public:
   std::shared_ptr<GroupNormImpl> norm;
   std::shared_ptr<Conv2dImpl> q, k, v, proj_out;
 

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <spdlog/spdlog.h>
@@ -46,6 +47,10 @@ void seed_global(uint64_t seed) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_current_seed(seed);
 }
+
+// The device's default generator (dropout on CUDA draws from it); device-generic, so no
+// CUDA headers are needed.
+at::Generator device_generator(c10::Device device) { return at::globalContext().defaultGenerator(device); }
 
 at::Tensor get_state(at::Generator& gen) {
   std::lock_guard<std::mutex> lock(gen.mutex());
@@ -145,6 +150,11 @@ Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device de
 
   const auto& t = config_.train;
   seed_global(t.seed);
+  if (device_.is_cuda()) {  // dropout on CUDA: a run is reproducible from its seed there too
+    at::Generator gen = device_generator(device_);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(t.seed);
+  }
   schedule_ = std::make_unique<NoiseSchedule>(config_.schedule, device_);
   model_ = UNet(config_.model);
   ema_model_ = UNet(config_.model);
@@ -179,6 +189,11 @@ void Trainer::resume(const std::string& path) {
   step_ = reader.step();
   if (auto s = reader.rng_state("torch_cpu"); s.defined()) set_state(global_cpu_generator(), s);
   if (auto s = reader.rng_state("trainer"); s.defined()) set_state(state_->gen, s);
+  if (device_.is_cuda())
+    if (auto s = reader.rng_state("torch_cuda"); s.defined()) {
+      at::Generator gen = device_generator(device_);
+      set_state(gen, s);
+    }
   state_->loader->reset(reader.data_state());
   event(fmt::format("resumed from {} at step {}", reader.path(), step_));
 }
@@ -287,6 +302,10 @@ std::string Trainer::save_checkpoint() {
   c.optimizer = &state_->optimizer;
   c.rng["torch_cpu"] = get_state(global_cpu_generator());
   c.rng["trainer"] = get_state(state_->gen);
+  if (device_.is_cuda()) {
+    at::Generator gen = device_generator(device_);
+    c.rng["torch_cuda"] = get_state(gen);
+  }
   c.data_state = state_->loader->state();
   try {
     ddpm::save_checkpoint(path, c);
