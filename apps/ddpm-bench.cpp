@@ -1,3 +1,3 @@
-#include <ddpm/cli.hpp>
+#include "tools/tools.hpp"
 
 int main(int argc, char** argv) { return ddpm::cli::bench_main(argc, argv); }

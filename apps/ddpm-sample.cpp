@@ -1,3 +1,3 @@
-#include <ddpm/cli.hpp>
+#include "tools/tools.hpp"
 
 int main(int argc, char** argv) { return ddpm::cli::sample_main(argc, argv); }

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/schedule.hpp"
 
 namespace ddpm::test {
 

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ddpm/unet.hpp"
+#include "ddpm/models/unet.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -5,7 +5,8 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/config.hpp"
+#include "ddpm/train/config.hpp"
+#include "tools/options.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -43,7 +44,7 @@ ddpm::Config unusual_config() {
   c.train.bf16 = true;
   c.train.sample_every = 250;
   c.train.run_dir = "runs/with space";
-  c.sample.kind = "ddim";
+  c.sample.kind = ddpm::SamplerKind::Ddim;
   c.sample.steps = 25;
   c.sample.eta = 0.3333333333;
   c.sample.clip_x0 = true;
@@ -142,10 +143,10 @@ TEST(Config, TomlRoundTripIsExact) {
   expect_same(resolved, back);
   EXPECT_EQ(ddpm::config_to_toml(back), text);
   // Keys are the option names.
-  EXPECT_NE(text.find("\nlr="), std::string::npos) << text;
-  EXPECT_NE(text.find("\nsample-steps=25"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nprediction='v'"), std::string::npos) << text;
-  EXPECT_NE(text.find("\ncache=false"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nlr = "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nsample-steps = 25"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nprediction = \"v\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\ncache = false"), std::string::npos) << text;
 }
 
 TEST(Config, DefaultsRoundTrip) {
@@ -157,12 +158,12 @@ TEST(Config, DefaultsRoundTrip) {
 TEST(Config, CommandLineOverridesFile) {
   auto dir = ddpm::test::make_temp_dir("ddpm-config");
   auto file = write_file(dir, "run.toml", "lr = 0.001\nsteps = 100\nbase-channels = 32\nsample-steps = 7\n");
-  ddpm::Config c = ddpm::config_from_args({"--config", file, "--lr", "0.005", "--sample-steps", "9"});
+  ddpm::Config c = ddpm::cli::config_from_args({"--config", file, "--lr", "0.005", "--sample-steps", "9"});
   EXPECT_EQ(c.train.lr, 0.005);
   EXPECT_EQ(c.train.steps, 100);
   EXPECT_EQ(c.model.base_channels, 32);
   EXPECT_EQ(c.sample.steps, 9);
-  ddpm::Config file_only = ddpm::config_from_args({"--config", file});
+  ddpm::Config file_only = ddpm::cli::config_from_args({"--config", file});
   EXPECT_EQ(file_only.train.lr, 0.001);
   EXPECT_EQ(file_only.sample.steps, 7);
   std::filesystem::remove_all(dir);

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "../src/cli/options_data.hpp"
-#include "ddpm/data.hpp"
-#include "ddpm/image.hpp"
+#include "tools/options.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "ddpm/diffusion.hpp"
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/diffusion.hpp"
+#include "ddpm/math/schedule.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "ddpm/ema.hpp"
+#include "ddpm/train/ema.hpp"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/image.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace {

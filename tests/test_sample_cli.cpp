@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "ddpm/image.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

@@ -18,9 +18,9 @@
 #include <tuple>
 #include <vector>
 
-#include "../src/cli/options_sampler.hpp"
+#include "tools/options.hpp"
 #include "ddpm/runtime.hpp"
-#include "ddpm/sampler.hpp"
+#include "ddpm/samplers/sampler.hpp"
 
 namespace {
 
@@ -229,11 +229,11 @@ TEST_P(SamplerStatistics, ReproducesGaussianData) {
     for (Prediction prediction : {Prediction::Epsilon, Prediction::X0, Prediction::V}) {
       SCOPED_TRACE(schedule_kind + " schedule, " + name_of(prediction) + " prediction");
       ddpm::SamplerConfig config;
-      config.kind = c.kind;
+      config.kind = ddpm::parse_sampler_kind(c.kind);
       config.steps = c.steps;
-      config.spacing = c.spacing;
+      config.spacing = ddpm::parse_spacing(c.spacing);
       config.eta = c.eta;
-      config.variance = c.variance;
+      config.variance = ddpm::parse_variance(c.variance);
       config.prediction = prediction;
       config.seed = 1234;
       int64_t calls = 0;
@@ -305,7 +305,7 @@ TEST(Sampler, AncestralMatchesAlgorithm2) {
   ExactDenoiser exact(schedule, mu, sd, Prediction::Epsilon);
   for (std::string variance : {"fixed_small", "fixed_large"}) {
     ddpm::SamplerConfig config;
-    config.variance = variance;
+    config.variance = ddpm::parse_variance(variance);
     config.seed = 99;
     const at::Tensor got = ddpm::sample(schedule, as_denoiser(exact), config, n, 1, 2, 2);
 
@@ -332,7 +332,7 @@ TEST(Sampler, DdimMatchesEquation12) {
   const std::vector<double> mu = {-0.2}, sd = {0.4};
   ExactDenoiser exact(schedule, mu, sd, Prediction::Epsilon);
   ddpm::SamplerConfig config;
-  config.kind = "ddim";
+  config.kind = ddpm::SamplerKind::Ddim;
   config.steps = 50;
   config.eta = 1.0;
   config.seed = 5;
@@ -361,14 +361,14 @@ TEST(Sampler, DdimEtaOneIsRespacedAncestral) {
     for (std::string spacing : {"leading", "trailing"}) {
       ExactDenoiser exact(schedule, kMu, kSd, p);
       ddpm::SamplerConfig ddim;
-      ddim.kind = "ddim";
+      ddim.kind = ddpm::SamplerKind::Ddim;
       ddim.eta = 1.0;
       ddim.steps = 40;
-      ddim.spacing = spacing;
+      ddim.spacing = ddpm::parse_spacing(spacing);
       ddim.prediction = p;
       ddim.seed = 17;
       ddpm::SamplerConfig ancestral = ddim;
-      ancestral.kind = "ddpm";
+      ancestral.kind = ddpm::SamplerKind::Ddpm;
       const at::Tensor a = ddpm::sample(schedule, as_denoiser(exact), ddim, 32, 3, 2, 2);
       const at::Tensor b = ddpm::sample(schedule, as_denoiser(exact), ancestral, 32, 3, 2, 2);
       EXPECT_LT((a - b).abs().max().item<float>(), 1e-4) << name_of(p) << " " << spacing;
@@ -388,9 +388,9 @@ TEST(Sampler, DeterministicSamplersMapEachNoiseToItsImage) {
     for (Prediction p : {Prediction::Epsilon, Prediction::X0, Prediction::V}) {
       ExactDenoiser exact(schedule, kMu, kSd, p);
       ddpm::SamplerConfig config;
-      config.kind = c.kind;
+      config.kind = ddpm::parse_sampler_kind(c.kind);
       config.steps = c.steps;
-      config.spacing = c.spacing;
+      config.spacing = ddpm::parse_spacing(c.spacing);
       config.prediction = p;
       config.seed = 7;
       const at::Tensor got = ddpm::sample(schedule, as_denoiser(exact), config, n, 3, 1, 1).to(at::kDouble);
@@ -425,9 +425,9 @@ TEST(Sampler, ZeroTerminalSnrWithVPrediction) {
                         Case{"dpm", "dpm++2m", 20, "trailing"}}) {
     ExactDenoiser exact(schedule, kMu, kSd, Prediction::V);
     ddpm::SamplerConfig config;
-    config.kind = c.kind;
+    config.kind = ddpm::parse_sampler_kind(c.kind);
     config.steps = c.steps;
-    config.spacing = c.spacing;
+    config.spacing = ddpm::parse_spacing(c.spacing);
     config.prediction = Prediction::V;
     const at::Tensor x = ddpm::sample(schedule, as_denoiser(exact), config, 4096, 3, 1, 1).to(at::kDouble);
     ASSERT_TRUE(at::isfinite(x).all().item<bool>()) << c.kind;
@@ -450,7 +450,7 @@ TEST(Sampler, DdimEtaZeroIsDeterministicAndAncestralIsNot) {
   const auto schedule = make_schedule("cosine");
   ExactDenoiser exact(schedule, kMu, kSd, Prediction::Epsilon);
   ddpm::SamplerConfig ddim;
-  ddim.kind = "ddim";
+  ddim.kind = ddpm::SamplerKind::Ddim;
   ddim.steps = 20;
   ddim.seed = 3;
   const at::Tensor a = ddpm::sample(schedule, as_denoiser(exact), ddim, 32, 3, 2, 2);
@@ -467,14 +467,14 @@ TEST(Sampler, RespacedWithAllStepsEqualsPlainAncestral) {
   ExactDenoiser exact(schedule, kMu, kSd, Prediction::V);
   for (std::string variance : {"fixed_small", "fixed_large"}) {
     ddpm::SamplerConfig plain;
-    plain.variance = variance;
+    plain.variance = ddpm::parse_variance(variance);
     plain.prediction = Prediction::V;
     plain.seed = 11;
     const at::Tensor reference = ddpm::sample(schedule, as_denoiser(exact), plain, 8, 3, 1, 2);
     for (std::string spacing : {"leading", "trailing", "linspace"}) {
       ddpm::SamplerConfig respaced = plain;
       respaced.steps = schedule.num_timesteps();
-      respaced.spacing = spacing;
+      respaced.spacing = ddpm::parse_spacing(spacing);
       EXPECT_TRUE(at::equal(ddpm::sample(schedule, as_denoiser(exact), respaced, 8, 3, 1, 2), reference))
           << variance << " " << spacing;
     }
@@ -490,9 +490,9 @@ TEST(Sampler, DenoiserSeesOriginalTimesteps) {
       ExactDenoiser exact(schedule, kMu, kSd, Prediction::Epsilon);
       exact.timesteps = &seen;
       ddpm::SamplerConfig config;
-      config.kind = kind;
+      config.kind = ddpm::parse_sampler_kind(kind);
       config.steps = 25;
-      config.spacing = spacing;
+      config.spacing = ddpm::parse_spacing(spacing);
       ddpm::sample(schedule, as_denoiser(exact), config, 2, 3, 1, 1);
       auto expected = ddpm::timestep_subset(1000, 25, ddpm::parse_spacing(spacing));
       std::reverse(expected.begin(), expected.end());
@@ -516,7 +516,7 @@ TEST(Sampler, ImagesAreBatchInvariant) {
   for (const Variant& v : {Variant{"ddpm", 0.0, true, true}, Variant{"ddim", 0.5, true, false},
                            Variant{"dpm++2m", 0.0, true, false}, Variant{"ddpm", 0.0, false, false}}) {
     ddpm::SamplerConfig config;
-    config.kind = v.kind;
+    config.kind = ddpm::parse_sampler_kind(v.kind);
     config.steps = 12;
     config.eta = v.eta;
     config.corrector = v.corrector;
@@ -586,9 +586,9 @@ at::Tensor sample_pc(const ddpm::NoiseSchedule& schedule, const std::string& kin
                      const std::string& spacing, int64_t corrector_steps, size_t c, int64_t* calls = nullptr) {
   ExactDenoiser exact(schedule, {kMu[c]}, {kSd[c]}, Prediction::Epsilon);
   ddpm::SamplerConfig config;
-  config.kind = kind;
+  config.kind = ddpm::parse_sampler_kind(kind);
   config.steps = steps;
-  config.spacing = spacing;
+  config.spacing = ddpm::parse_spacing(spacing);
   config.corrector = corrector_steps > 0;
   config.corrector_steps = std::max<int64_t>(corrector_steps, 1);
   config.seed = 31;
@@ -651,7 +651,7 @@ TEST(Sampler, ProgressCanStopEarlyAndReturnsCurrentX0) {
     exact.last_x = &last_x;
     exact.last_t = &last_t;
     ddpm::SamplerConfig config;
-    config.kind = kind;
+    config.kind = ddpm::parse_sampler_kind(kind);
     config.steps = 10;
     config.prediction = Prediction::V;
     std::vector<int64_t> progress_steps, trajectory_steps;
@@ -689,7 +689,7 @@ TEST(Sampler, ClippingKeepsSamplesInRange) {
   EXPECT_LE(clipped.abs().max().item<float>(), 1.0f);
   config.clip_x0 = false;
   config.dynamic_threshold = true;
-  config.kind = "ddim";
+  config.kind = ddpm::SamplerKind::Ddim;
   const at::Tensor thresholded = ddpm::sample(schedule, as_denoiser(exact), config, 256, 1, 2, 2);
   EXPECT_LE(thresholded.abs().max().item<float>(), 1.0f);
 }
@@ -737,24 +737,30 @@ TEST(SamplerConfig, ValidateNamesTheKey) {
   ddpm::SamplerConfig ok;
   EXPECT_NO_THROW(ok.validate(1000));
   auto c = ok;
-  c.kind = "euler";
-  expect_error_naming(c, "sampler");
+  // Closed sets are enums now: a bad name is refused where the text is parsed, naming the key.
+  auto expect_parse_error = [](auto parse, const std::string& text, const std::string& key) {
+    try {
+      parse(text);
+      ADD_FAILURE() << "'" << text << "' was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  };
+  expect_parse_error(ddpm::parse_sampler_kind, "euler", "sampler");
   c = ok;
   c.steps = 1001;
   expect_error_naming(c, "steps");
   c.steps = -1;
   expect_error_naming(c, "steps");
   c = ok;
-  c.spacing = "even";
-  expect_error_naming(c, "spacing");
+  expect_parse_error(ddpm::parse_spacing, "even", "spacing");
   c = ok;
   c.eta = 1.5;
   expect_error_naming(c, "eta");
   c.eta = -0.1;
   expect_error_naming(c, "eta");
   c = ok;
-  c.variance = "learned";
-  expect_error_naming(c, "variance");
+  expect_parse_error(ddpm::parse_variance, "learned", "variance");
   c = ok;
   c.dynamic_threshold_percentile = 0.0;
   expect_error_naming(c, "dynamic-threshold-percentile");
@@ -776,9 +782,9 @@ TEST(SamplerConfig, ValidateNamesTheKey) {
 TEST(SamplerConfig, DefaultStepsPerKind) {
   ddpm::SamplerConfig c;
   EXPECT_EQ(c.resolved_steps(1000), 1000);
-  c.kind = "ddim";
+  c.kind = ddpm::SamplerKind::Ddim;
   EXPECT_EQ(c.resolved_steps(1000), 50);
-  c.kind = "dpm++2m";
+  c.kind = ddpm::SamplerKind::DpmSolver2M;
   EXPECT_EQ(c.resolved_steps(1000), 20);
   EXPECT_EQ(c.resolved_steps(10), 10);
   c.steps = 7;
@@ -793,11 +799,11 @@ TEST(SamplerOptions, BindsEveryFlag) {
       "--sampler ddim --steps 30 --spacing trailing --eta 0.5 --variance fixed-large --clip-x0 "
       "--dynamic-threshold --corrector --corrector-snr 0.2 --corrector-steps 3 --seed 9",
       false);
-  EXPECT_EQ(c.kind, "ddim");
+  EXPECT_EQ(c.kind, ddpm::SamplerKind::Ddim);
   EXPECT_EQ(c.steps, 30);
-  EXPECT_EQ(c.spacing, "trailing");
+  EXPECT_EQ(c.spacing, ddpm::Spacing::Trailing);
   EXPECT_DOUBLE_EQ(c.eta, 0.5);
-  EXPECT_EQ(c.variance, "fixed_large");
+  EXPECT_EQ(c.variance, ddpm::Variance::FixedLarge);
   EXPECT_TRUE(c.clip_x0);
   EXPECT_TRUE(c.dynamic_threshold);
   EXPECT_TRUE(c.corrector);

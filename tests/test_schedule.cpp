@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "ddpm/schedule.hpp"
+#include "ddpm/math/schedule.hpp"
 #include "schedule_reference.hpp"
 #include "test_util.hpp"
 

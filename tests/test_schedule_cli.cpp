@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/image.hpp"
-#include "ddpm/schedule.hpp"
+#include "ddpm/data/image.hpp"
+#include "ddpm/math/schedule.hpp"
 #include "schedule_reference.hpp"
 #include "test_util.hpp"
 

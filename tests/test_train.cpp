@@ -11,11 +11,11 @@
 #include <numeric>
 #include <vector>
 
-#include "ddpm/checkpoint.hpp"
-#include "ddpm/config.hpp"
-#include "ddpm/data.hpp"
-#include "ddpm/image.hpp"
-#include "ddpm/trainer.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/config.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/data/image.hpp"
+#include "ddpm/train/trainer.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -150,7 +150,7 @@ TEST(Trainer, WritesSampleGridsMetricsAndCheckpoints) {
   c.train.keep_last = 1;
   c.train.sample_every = 3;  // step 3, and the end (4)
   c.train.sample_n = 4;
-  c.sample.kind = "ddim";
+  c.sample.kind = ddpm::SamplerKind::Ddim;
   c.sample.steps = 2;
   ddpm::Trainer trainer(c, tiny_images());
   trainer.fit();

@@ -14,9 +14,9 @@
 #include <fstream>
 #include <thread>
 
-#include "ddpm/checkpoint.hpp"
-#include "ddpm/config.hpp"
-#include "ddpm/image.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/config.hpp"
+#include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -177,7 +177,7 @@ TEST(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
 }
 
 // ---------------------------------------------------------------- progress reporting
-#include "../src/cli/progress.hpp"
+#include "tools/progress.hpp"
 
 namespace {
 std::string run_progress(int tty) {

@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -13,9 +16,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "../src/cli/options_model.hpp"
-#include "../src/unet_layers.hpp"
-#include "ddpm/unet.hpp"
+#include "tools/options.hpp"
+#include "ddpm/train/config.hpp"
+#include "models/unet_layers.hpp"
+#include "ddpm/models/unet.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -513,12 +517,13 @@ TEST(ModelOptions, Cifar10TomlIsTheOriginalModel) {
   c.dropout = 0.5;
   c.groups = 1;
   c.norm_eps = 1e-3;
-  CLI::App app;
-  ddpm::cli::add_model_options(app, c);
-  app.set_config("--config");
-  app.allow_config_extras(true);  // schedule/data keys belong to other areas
+  ddpm::Config base;
+  base.model = c;
   const std::string file = ddpm::test::source_dir() + "/configs/cifar10-32.toml";
-  app.parse(std::vector<std::string>{file, "--config"});
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  c = ddpm::config_from_toml(text.str(), base).model;
   EXPECT_EQ(c.base_channels, 128);
   EXPECT_EQ(c.channel_mult, (std::vector<int64_t>{1, 2, 2, 2}));
   EXPECT_EQ(c.num_res_blocks, 2);

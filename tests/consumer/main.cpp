@@ -37,7 +37,7 @@ int main() {
   // Everything needed to sample comes from the checkpoint.
   ddpm::LoadedModel loaded = ddpm::load_model_for_sampling("consumer-run");
   ddpm::SamplerConfig sampler;
-  sampler.kind = "ddim";
+  sampler.kind = ddpm::SamplerKind::Ddim;
   sampler.steps = 20;
   sampler.prediction = loaded.config.train.prediction;
   ddpm::Denoiser denoiser = [&](const at::Tensor& x_t, const at::Tensor& t) { return loaded.model->forward(x_t, t); };

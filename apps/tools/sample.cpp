@@ -1,0 +1,161 @@
+// ddpm-sample: a checkpoint in, PNG grids out. The model, schedule and prediction type
+// all come from the checkpoint; only the sampler is chosen here.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tools/common.hpp"
+#include "tools/cpu_env.hpp"
+#include "tools/options.hpp"
+#include "tools/progress.hpp"
+#include "ddpm/train/checkpoint.hpp"
+#include "tools/tools.hpp"
+#include "ddpm/data/image.hpp"
+#include "ddpm/samplers/sampler.hpp"
+
+namespace ddpm::cli {
+namespace {
+
+struct SampleOptions {
+  std::string checkpoint;
+  int64_t n = 64;
+  int64_t batch_size = 64;
+  bool no_ema = false;
+  std::string out = "samples.png";
+  int64_t nrow = 8;
+  int64_t padding = 2;
+  std::string individual;
+  std::string trajectory;
+  int64_t trajectory_frames = 10;
+  int64_t trajectory_rows = 8;
+};
+
+void ensure_parent_dir(const std::string& file) {
+  auto parent = std::filesystem::path(file).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+}
+
+// The steps (1-based, of `total`) at which a trajectory keeps a frame: evenly spaced,
+// the last one being the final image.
+std::vector<int64_t> frame_steps(int64_t total, int64_t frames) {
+  std::vector<int64_t> steps;
+  frames = std::min(frames, total);
+  for (int64_t j = 1; j <= frames; ++j) steps.push_back((j * total + frames - 1) / frames);
+  return steps;
+}
+
+int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, SamplerConfig& sampler,
+               const RuntimeOptions& runtime) {
+  const c10::Device device = apply_runtime(runtime);
+  LoadedModel loaded = load_model_for_sampling(opt.checkpoint, device, !opt.no_ema);
+  // Defaults: the sampler the run used for its grids (sampler, steps, seed, clipping, ...,
+  // as in its config); what the command line gives overrides them, so parse it again.
+  sampler = loaded.config.sample;
+  app.clear();
+  app.parse(argc, argv);
+  const UNetConfig& mc = loaded.config.model;
+  const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
+  sampler.prediction = loaded.config.train.prediction;
+  sampler.validate(loaded.schedule.num_timesteps());
+  spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
+               loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction));
+
+  UNet model = loaded.model;
+  // A learned-variance model also outputs the variance interpolation: the samplers here
+  // use fixed variances, so they take the first C channels (the prediction).
+  Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t) {
+    c10::InferenceMode guard;
+    at::Tensor out = model->forward(x, t);
+    return out.size(1) == C ? out : out.narrow(1, 0, C);
+  };
+
+  const int64_t batches = (opt.n + opt.batch_size - 1) / opt.batch_size;
+  std::vector<at::Tensor> images;
+  std::vector<at::Tensor> frames;  // one [rows, C, H, W] per kept step of the first batch
+  std::unique_ptr<Progress> bar;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t first = b * opt.batch_size;
+    const int64_t count = std::min(opt.batch_size, opt.n - first);
+    ProgressFn progress = [&](int64_t step, int64_t total) {
+      if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total / 4), stderr);
+      bar->update(b * total + step);
+      return true;
+    };
+    StepFn on_step;
+    std::vector<int64_t> keep;
+    if (b == 0 && !opt.trajectory.empty()) {
+      on_step = [&](int64_t step, int64_t total, const at::Tensor& x) {
+        if (keep.empty()) keep = frame_steps(total, opt.trajectory_frames);
+        if (std::find(keep.begin(), keep.end(), step) != keep.end())
+          frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
+      };
+    }
+    images.push_back(sample(loaded.schedule, denoiser, sampler, count, C, H, W, first, progress, on_step)
+                         .to(at::kCPU, at::kFloat));
+  }
+  if (bar) bar->finish();
+  at::Tensor all = at::cat(images, 0);
+
+  ensure_parent_dir(opt.out);
+  save_png(opt.out, make_grid(all, opt.nrow, opt.padding));
+  std::printf("wrote %s (%lld images)\n", opt.out.c_str(), static_cast<long long>(all.size(0)));
+
+  if (!opt.individual.empty()) {
+    std::filesystem::create_directories(opt.individual);
+    for (int64_t k = 0; k < all.size(0); ++k) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "%05lld.png", static_cast<long long>(k));
+      save_png((std::filesystem::path(opt.individual) / name).string(), make_grid(all.narrow(0, k, 1), 1, 0));
+    }
+    std::printf("wrote %lld images to %s\n", static_cast<long long>(all.size(0)), opt.individual.c_str());
+  }
+
+  if (!opt.trajectory.empty() && !frames.empty()) {
+    // Rows: images; columns: x_t from the noisiest kept step to the final image.
+    at::Tensor stack = at::stack(frames, 1);  // [rows, frames, C, H, W]
+    const int64_t rows = stack.size(0), cols = stack.size(1);
+    ensure_parent_dir(opt.trajectory);
+    save_png(opt.trajectory, make_grid(stack.reshape({rows * cols, C, H, W}).clamp(-1, 1), cols, opt.padding));
+    std::printf("wrote %s (%lld rows x %lld steps)\n", opt.trajectory.c_str(), static_cast<long long>(rows),
+                static_cast<long long>(cols));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int sample_main(int argc, char** argv) {
+  tune_cpu_environment(argv);  // may re-execute the program (see cpu_env.hpp)
+  CLI::App app{
+      "ddpm-sample: draw images from a libddpm checkpoint and write PNG grids.\n"
+      "The sampling options default to those of the checkpoint's config (its sample grids)."};
+  app.name("ddpm-sample");
+  SampleOptions opt;
+  SamplerConfig sampler;
+  RuntimeOptions runtime;
+  app.add_option("--checkpoint", opt.checkpoint, "A checkpoint file, or a run directory (its latest checkpoint)")
+      ->required();
+  app.add_option("--n", opt.n, "Number of images")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", opt.batch_size, "Images per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_flag("--no-ema", opt.no_ema, "Use the raw weights instead of the EMA weights");
+  app.add_option("--out", opt.out, "The grid PNG")->capture_default_str();
+  app.add_option("--nrow", opt.nrow, "Images per row of the grid")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--padding", opt.padding, "Pixels between images in grids")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--individual", opt.individual, "Also write one PNG per image into this directory");
+  app.add_option("--trajectory", opt.trajectory, "Also write a PNG of x_t at evenly spaced steps (rows: images of the first batch)");
+  app.add_option("--trajectory-frames", opt.trajectory_frames, "Columns of the trajectory")
+      ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1000}));
+  app.add_option("--trajectory-rows", opt.trajectory_rows, "Images (rows) in the trajectory")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  add_sampler_options(app, sampler);
+  add_runtime_options(app, runtime);
+  return run_app(app, argc, argv, [&] { return run_sample(app, argc, argv, opt, sampler, runtime); });
+}
+
+}  // namespace ddpm::cli

@@ -1,0 +1,47 @@
+#pragma once
+// A TOML 1.0 reader and the few writing helpers libddpm's config files need. Everything but
+// dates and times: strings (basic, literal, multi-line), integers (decimal, hex, octal,
+// binary, with underscores), floats (inf, nan), booleans, arrays (multi-line, nested),
+// inline tables, [tables], [[arrays of tables]] and dotted keys. Malformed input is an error
+// naming the line, never a guess.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ddpm::toml {
+
+/// A parse error; what() is "line N: what".
+struct ParseError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+struct Value {
+  enum class Kind { String, Integer, Float, Boolean, Array, Table };
+  Kind kind = Kind::Table;
+  std::string string;
+  int64_t integer = 0;
+  double floating = 0.0;
+  bool boolean = false;
+  std::vector<Value> array;                           ///< Array (and arrays of tables)
+  std::vector<std::pair<std::string, Value>> table;   ///< Table, in file order
+  int line = 0;                                       ///< where the value (or table) was defined
+  bool header_defined = false;  ///< parser bookkeeping: a [header] defined this table
+  bool closed = false;          ///< parser bookkeeping: an inline table or array value (not extensible)
+
+  /// The entry `key` of a table, or nullptr.
+  const Value* find(const std::string& key) const;
+  /// "string", "integer", "float", "boolean", "array", "table".
+  const char* kind_name() const;
+};
+
+/// Parses a whole document into its root table. Throws ParseError.
+Value parse(const std::string& text);
+
+/// `s` as a TOML basic string, quotes and escapes included.
+std::string quote(const std::string& s);
+/// Shortest text that reads back as exactly `v`, always a TOML float ("2.0", "1e-08", "inf").
+std::string format_float(double v);
+
+}  // namespace ddpm::toml

@@ -1,0 +1,96 @@
+#pragma once
+// Samplers turn a denoiser into images. They know the schedule, never the network:
+// the network is reached only through the Denoiser callback (stable-diffusion.cpp style).
+//
+//   ddpm     ancestral sampling, Ho et al. 2020 Algorithm 2; with steps < T the respaced
+//            process of Nichol & Dhariwal 2021 (β recomputed from ᾱ of consecutive kept steps)
+//   ddim     Song, Meng & Ermon 2021, eq. 12, with η
+//   dpm++2m  DPM-Solver++(2M), Lu et al. 2022, data prediction, multistep in log SNR
+// Every sampler may run an annealed Langevin corrector after each predictor step
+// (Song et al. 2021, "Score-Based Generative Modeling through SDEs", Algorithm 5).
+#include <ATen/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ddpm/math/diffusion.hpp"
+#include "ddpm/math/schedule.hpp"
+
+namespace ddpm {
+
+/// (x_t [B,C,H,W], t int64 [B] — indices of the original T-step schedule) → model output
+/// ([B,C,H,W], interpreted according to SamplerConfig::prediction).
+using Denoiser = std::function<at::Tensor(const at::Tensor& x_t, const at::Tensor& t)>;
+
+/// Called after each step (1-based step of total). Return false to stop early;
+/// the sampler then returns the current predicted x₀.
+using ProgressFn = std::function<bool(int64_t step, int64_t total)>;
+/// Called after each step with the current x_t (for trajectories).
+using StepFn = std::function<void(int64_t step, int64_t total, const at::Tensor& x)>;
+
+enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
+SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
+std::string to_string(SamplerKind kind);
+
+/// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
+enum class Variance { FixedSmall, FixedLarge };
+Variance parse_variance(const std::string& text);  ///< "fixed_small" | "fixed_large" (or with '-')
+std::string to_string(Variance variance);
+
+struct SamplerConfig {
+  SamplerKind kind = SamplerKind::Ddpm;
+  int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
+  Spacing spacing = Spacing::Leading;  ///< which timesteps fewer steps keep
+  double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
+  Variance variance = Variance::FixedSmall;
+  bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
+  bool dynamic_threshold = false;      ///< Saharia et al. 2022 (takes precedence over clip_x0)
+  double dynamic_threshold_percentile = 0.995;
+  bool corrector = false;              ///< annealed Langevin corrector after each step
+  int64_t corrector_steps = 1;
+  double corrector_snr = 0.16;         ///< Song et al. 2021's r
+  Prediction prediction = Prediction::Epsilon;
+  uint64_t seed = 0;
+
+  void validate(int64_t T) const;  ///< throws std::invalid_argument naming the key
+
+  /// Number of predictor steps actually taken (resolves steps = 0 to the kind's default).
+  int64_t resolved_steps(int64_t T) const;
+  /// The original timestep indices at which the denoiser is evaluated by the
+  /// predictor, in the order visited (descending).
+  std::vector<int64_t> timesteps(int64_t T) const;
+};
+
+/// Draws `n` images of shape [channels, height, width]. Image k (0-based, offset by
+/// `first_index`) takes all of its noise from a generator seeded by (seed, first_index + k),
+/// so on CPU an image is bitwise the same whatever the batch it is drawn in (given a
+/// batch-invariant denoiser). The result is float32 on the schedule's device.
+///
+/// Order of the noise draws of each image: x_T, then per predictor step the ancestral z
+/// (ddpm and ddim with η > 0, not at the last step), then one z per corrector step.
+at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config,
+                  int64_t n, int64_t channels, int64_t height, int64_t width, int64_t first_index = 0,
+                  const ProgressFn& progress = nullptr, const StepFn& on_step = nullptr);
+
+/// The per-image noise of the samplers: image k draws from its own xoshiro256++ generator
+/// seeded through SplitMix64 from (seed, first_index + k); normals by Box–Muller in float64,
+/// rounded to float32. Self-contained, so a seed gives the same images with any LibTorch.
+class NoiseStream {
+ public:
+  NoiseStream(uint64_t seed, int64_t first_index, int64_t n, std::vector<int64_t> image_shape);
+  /// The next N(0, I) draw of every image: float32 CPU [n, image_shape...].
+  at::Tensor next();
+
+ private:
+  std::vector<std::array<uint64_t, 4>> states_;
+  std::vector<int64_t> image_shape_;
+};
+
+/// Dynamic thresholding (Saharia et al. 2022, Imagen §2.3): per image, s = the `percentile`
+/// quantile of |x̂₀|, s ← max(s, 1), x̂₀ ← clamp(x̂₀, −s, s) / s.
+at::Tensor dynamic_threshold(const at::Tensor& x0, double percentile);
+
+}  // namespace ddpm

@@ -1,0 +1,116 @@
+#pragma once
+// Checkpoints: one file holds everything a run needs to continue exactly, or to sample.
+//
+// Layout (a torch::serialize archive, i.e. a zip of pickled tensors):
+//   libddpm          "libddpm-checkpoint"       (marker: tells our files from foreign archives)
+//   format_version   int                         (kCheckpointFormatVersion)
+//   config           string                      (the resolved config as TOML, config.hpp)
+//   step             int                         (optimizer steps done)
+//   model/           the network's parameters and buffers (Module::save layout)
+//   ema/             the EMA weights, same layout (absent when there is no EMA)
+//   ema_updates      int
+//   optimizer/       optimizer state (absent in sampling-only files)
+//   rng/<name>       uint8 generator states (exact resume)
+//   data_epoch, data_position   the loader's LoaderState
+// Files are written to "<path>.tmp" and renamed, so a crash mid-save never leaves a
+// half-written checkpoint under a checkpoint's name.
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ddpm/train/config.hpp"
+#include "ddpm/math/schedule.hpp"
+#include "ddpm/models/unet.hpp"
+
+namespace torch::optim {
+class Optimizer;
+}
+namespace torch::serialize {
+class InputArchive;
+}
+
+namespace ddpm {
+
+inline constexpr int64_t kCheckpointFormatVersion = 1;
+
+/// What save_checkpoint writes. Null members are left out.
+struct CheckpointContents {
+  std::string config_toml;
+  int64_t step = 0;
+  const torch::nn::Module* model = nullptr;  ///< required
+  const torch::nn::Module* ema = nullptr;
+  int64_t ema_updates = 0;
+  const torch::optim::Optimizer* optimizer = nullptr;
+  std::map<std::string, at::Tensor> rng;  ///< generator states by name
+  LoaderState data_state;
+};
+
+/// Writes `path` atomically (via "<path>.tmp" and rename), creating its directory.
+void save_checkpoint(const std::string& path, const CheckpointContents& contents);
+
+/// "<run_dir>/checkpoints/ckpt-<step, 8 digits>.pt"
+std::string checkpoint_path(const std::string& run_dir, int64_t step);
+/// The checkpoint with the highest step in run_dir/checkpoints ("" if none). Only names
+/// ckpt-<digits>.pt count: temporary files of an interrupted save are ignored.
+std::string latest_checkpoint(const std::string& run_dir);
+/// All checkpoints of a run, by ascending step.
+std::vector<std::string> list_checkpoints(const std::string& run_dir);
+/// Deletes all but the `keep_last` newest checkpoints (keep_last <= 0: keeps all),
+/// and stale temporary files of interrupted saves.
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+
+/// An opened checkpoint. Every failure is a std::invalid_argument with a one-line
+/// message naming the file and what is wrong (missing, truncated, foreign, unknown version,
+/// weights that do not fit the model).
+class CheckpointReader {
+ public:
+  /// `path`: a checkpoint file, or a run directory (its latest checkpoint).
+  /// Tensors are loaded onto `device`.
+  explicit CheckpointReader(const std::string& path, c10::Device device = c10::kCPU);
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+
+  const std::string& path() const { return path_; }
+  int64_t format_version() const { return format_version_; }
+  int64_t step() const { return step_; }
+  const std::string& config_toml() const { return config_toml_; }
+  Config config() const;  ///< config_from_toml(config_toml())
+
+  void load_model(torch::nn::Module& model) const;
+  bool has_ema() const;
+  void load_ema(torch::nn::Module& shadow) const;
+  int64_t ema_updates() const;
+  bool has_optimizer() const;
+  void load_optimizer(torch::optim::Optimizer& optimizer) const;
+  /// The generator state saved under `name` (undefined tensor if absent), on the CPU.
+  at::Tensor rng_state(const std::string& name) const;
+  LoaderState data_state() const;
+
+ private:
+  void load_module(const std::string& key, torch::nn::Module& module) const;
+  std::string path_;
+  std::unique_ptr<torch::serialize::InputArchive> archive_;
+  int64_t format_version_ = 0, step_ = 0;
+  std::string config_toml_;
+};
+
+/// A trained network ready to sample from: the config, the U-Net (eval mode, on `device`,
+/// EMA weights when asked and present), and the noise schedule on `device`.
+struct LoadedModel {
+  Config config;
+  UNet model;
+  NoiseSchedule schedule;
+  int64_t step;
+  bool ema;  ///< whether the EMA weights were loaded
+  std::string path;  ///< the checkpoint file read
+};
+/// `path`: a checkpoint file or a run directory. use_ema: the EMA weights if the checkpoint
+/// has them (else the raw weights). Throws std::invalid_argument (one line) as CheckpointReader.
+LoadedModel load_model_for_sampling(const std::string& path, c10::Device device = c10::kCPU, bool use_ema = true);
+
+}  // namespace ddpm

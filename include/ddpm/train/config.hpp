@@ -1,0 +1,87 @@
+#pragma once
+// The whole configuration of a run: model, schedule, data, training and the sampler used for
+// the sample grids. Every key is described once, in config_keys.hpp; from that table come the
+// TOML reader/writer here (config files, run/config.toml, the checkpoint's copy) and the
+// tools' command-line options. Keys are flat, equal to the long option names:
+// `lr = 0.0002`, `base-channels = 32`.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/math/diffusion.hpp"
+#include "ddpm/train/ema.hpp"
+#include "ddpm/samplers/sampler.hpp"
+#include "ddpm/math/schedule.hpp"
+#include "ddpm/models/unet.hpp"
+
+namespace ddpm {
+
+/// Optimisation and bookkeeping. Keys in parentheses.
+struct TrainConfig {
+  int64_t steps = 10000;        ///< optimizer steps in all (steps)
+  int64_t batch_size = 64;      ///< images per micro-batch (batch-size); per step: × grad-accum
+  double lr = 2e-4;             ///< peak learning rate (lr)
+  double adam_beta1 = 0.9;      ///< (adam-beta1)
+  double adam_beta2 = 0.999;    ///< (adam-beta2)
+  double adam_eps = 1e-8;       ///< (adam-eps)
+  double weight_decay = 0.0;    ///< AdamW decoupled weight decay (weight-decay)
+  int64_t warmup_steps = 0;     ///< linear warm-up from lr/warmup to lr (warmup-steps)
+  double grad_clip = 1.0;       ///< max global L2 norm of the gradient; 0 = no clipping (grad-clip)
+  int64_t grad_accum = 1;       ///< micro-batches per optimizer step (grad-accum)
+  double ema_decay = 0.9999;    ///< (ema-decay)
+  std::string ema_warmup = "rational";  ///< none | rational | power (ema-warmup), see ema.hpp
+  double ema_power = 2.0 / 3.0;         ///< exponent of the power warm-up (ema-power)
+  int64_t ema_update_every = 1;         ///< steps between EMA updates (ema-update-every)
+  Prediction prediction = Prediction::Epsilon;  ///< what the network predicts (prediction)
+  LossWeighting loss_weighting = LossWeighting::None;  ///< (loss-weighting)
+  double min_snr_gamma = 5.0;   ///< γ of min-SNR weighting (min-snr-gamma)
+  uint64_t seed = 0;            ///< model init, t, noise, dropout and data order (seed)
+  bool bf16 = false;            ///< bf16 autocast (CUDA; CPU where supported) (bf16)
+  int64_t sample_every = 0;     ///< steps between sample grids, and one at the end; 0 = none (sample-every)
+  int64_t sample_n = 16;        ///< images per grid (sample-n)
+  int64_t save_every = 1000;    ///< steps between checkpoints; one is always saved at the end (save-every)
+  int64_t keep_last = 3;        ///< checkpoints kept; 0 = all (keep-last)
+  int64_t log_every = 100;      ///< steps per metrics line / log line (log-every)
+  std::string run_dir = "runs/ddpm";  ///< (run-dir)
+
+  EmaOptions ema_options() const;
+  /// Throws std::invalid_argument naming the key.
+  void validate() const;
+};
+
+struct Config {
+  UNetConfig model;
+  ScheduleConfig schedule;
+  DataConfig data;
+  TrainConfig train;
+  SamplerConfig sample;  ///< the sampler for the sample grids; its prediction follows train.prediction
+  std::string image_size;  ///< "N" or "HxW" (image-size); "" = the data's size
+  int64_t channels = 0;    ///< 1, 3 or 4 (channels); 0 = the data's channel count
+
+  /// Copies image-size and channels into model and data (where set), and
+  /// train.prediction into sample.prediction. Throws std::invalid_argument naming the key.
+  void resolve();
+  /// Fixes the shape to the data's (sets image-size "HxW", channels, model and data).
+  void set_shape(int64_t channels, int64_t height, int64_t width);
+  /// resolve() + every area's validate().
+  void validate() const;
+};
+
+/// "32" → {32, 32}; "28x32" → {28, 32} (height × width). Throws std::invalid_argument naming --image-size.
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text);
+
+/// The config as TOML text (every key, defaults included), as written to run/config.toml.
+std::string config_to_toml(const Config& config);
+/// Parses TOML text; keys absent keep their defaults. Keys are flat, or inside a table named
+/// after their group ([data], [model], [schedule], [training], [sampling]).
+/// Throws std::invalid_argument (one line, with the line number) for malformed TOML, an
+/// unknown key or a bad value.
+Config config_from_toml(const std::string& text);
+/// The same over `base` instead of the defaults: keys absent keep base's values.
+Config config_from_toml(const std::string& text, Config base);
+/// Reads a TOML file (a regular file of at most 1 MiB). Throws std::invalid_argument naming the file.
+Config config_from_file(const std::string& path);
+
+}  // namespace ddpm

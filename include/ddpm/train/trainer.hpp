@@ -1,0 +1,112 @@
+#pragma once
+// Training loop of a DDPM: L_simple (DDPM eq. 14) or its ε/x₀/v and min-SNR variants,
+// AdamW with linear warm-up, gradient clipping and accumulation, EMA of the weights,
+// checkpoints, sample grids and a metrics log in a run directory.
+//
+// Run directory (written by rank 0 only):
+//   config.toml      the resolved config
+//   metrics.jsonl    {"step":…, "loss":…, "lr":…, "grad_norm":…, "images_per_s":…} every log-every steps
+//   checkpoints/     ckpt-<step>.pt, the last keep-last of them
+//   samples/         step-<step>.png grids from the EMA weights
+//
+// Determinism: on the CPU, a run is a pure function of the config (seed included) and of the
+// thread count; N steps, then resume() and M more steps reproduce N + M steps bitwise.
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "ddpm/train/config.hpp"
+#include "ddpm/data/dataset.hpp"
+#include "ddpm/train/ema.hpp"
+#include "ddpm/math/schedule.hpp"
+#include "ddpm/models/unet.hpp"
+
+namespace ddpm {
+
+/// One optimizer step's numbers.
+struct StepStats {
+  int64_t step = 0;         ///< 1-based: steps done after this one
+  double loss = 0;          ///< mean over the step's micro-batches
+  double lr = 0;            ///< the learning rate used
+  double grad_norm = 0;     ///< global L2 norm before clipping
+  double images_per_s = 0;  ///< this step's throughput
+};
+
+/// Thrown when the loss or gradient is NaN or infinite; nothing is saved for that step.
+class NonFiniteLossError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainerOptions {
+  int rank = 0;        ///< only rank 0 writes files
+  int world_size = 1;
+  /// Called after backward and before clipping with the model whose .grad() are set
+  /// (data parallel: all-reduce the gradients here).
+  std::function<void(torch::nn::Module&)> reduce_gradients;
+  /// When set and true, fit() stops after the current step and saves a checkpoint.
+  const std::atomic<bool>* stop = nullptr;
+  /// Called after each step (rank 0 included or not: every rank).
+  std::function<void(const StepStats&)> on_step;
+  /// Called with a message for the log (checkpoints saved, samples written).
+  std::function<void(const std::string&)> on_event;
+  bool write_files = true;  ///< false: nothing is written (tests of the arithmetic)
+};
+
+class Trainer {
+ public:
+  /// `config` must be resolved to the dataset's shape (Config::set_shape).
+  Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device device = c10::kCPU,
+          TrainerOptions options = {});
+  ~Trainer();
+
+  /// Loads model, EMA, optimizer, step, RNG and loader state from a checkpoint file or run
+  /// directory. Model keys must match this trainer's config.
+  void resume(const std::string& checkpoint_or_run_dir);
+
+  /// One optimizer step (grad-accum micro-batches). Throws NonFiniteLossError.
+  StepStats train_step();
+  /// Trains until config.train.steps (or the stop flag), saving, sampling and logging on the way;
+  /// saves a final checkpoint. Returns the number of steps done by this call.
+  int64_t fit();
+
+  /// Writes run-dir/checkpoints/ckpt-<step>.pt and prunes old ones. Returns its path.
+  std::string save_checkpoint();
+  /// Writes run-dir/samples/step-<step>.png from the EMA weights. Returns its path.
+  std::string save_samples();
+  /// Samples n images from the EMA weights (float [n,C,H,W] in [−1, 1], CPU).
+  at::Tensor sample_images(int64_t n);
+
+  int64_t step() const { return step_; }
+  double lr_at(int64_t step) const;  ///< learning rate of the step after `step` steps
+  const Config& config() const { return config_; }
+  UNet model() const { return model_; }
+  UNet ema_model() const { return ema_model_; }
+  const EMA& ema() const { return *ema_; }
+  const NoiseSchedule& schedule() const { return *schedule_; }
+  LoaderState loader_state() const;
+
+ private:
+  void write_metrics(const StepStats& stats, double mean_loss, double images_per_s);
+  void event(const std::string& message) const;
+  bool writes() const { return options_.rank == 0 && options_.write_files; }
+
+  Config config_;
+  std::shared_ptr<Dataset> dataset_;
+  c10::Device device_;
+  TrainerOptions options_;
+  std::unique_ptr<NoiseSchedule> schedule_;
+  UNet model_{nullptr}, ema_model_{nullptr};
+  std::unique_ptr<EMA> ema_;
+  struct State;  // optimizer, generators, loader (heavy headers stay in trainer.cpp)
+  std::unique_ptr<State> state_;
+  int64_t step_ = 0;
+};
+
+}  // namespace ddpm

@@ -1,0 +1,100 @@
+// One sampling run: tables in float64, per-image noise moved to the device, the denoiser
+// call with the conversion of its output to (x̂₀, ε̂), and progress reporting.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/scalar_tensor.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "samplers/internal.hpp"
+
+namespace ddpm::detail {
+namespace {
+
+std::string shape_string(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+SamplerRun::SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config,
+                       int64_t n, std::vector<int64_t> image_shape, int64_t first_index, const ProgressFn& progress,
+                       const StepFn& on_step)
+    : schedule_(schedule),
+      denoiser_(denoiser),
+      config_(config),
+      n_(n),
+      noise_(config.seed, first_index, n, image_shape),
+      progress_(progress),
+      on_step_(on_step) {
+  shape_ = {n};
+  shape_.insert(shape_.end(), image_shape.begin(), image_shape.end());
+  alpha_bar64_ = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+  alpha_bar_ = to_double_vector(alpha_bar64_);
+  alpha_ = to_double_vector(schedule.beta64);
+  for (auto& a : alpha_) a = 1.0 - a;
+}
+
+at::Tensor SamplerRun::noise() { return noise_.next().to(schedule_.device()); }
+
+SamplerRun::Estimate SamplerRun::estimate(const at::Tensor& x, int64_t t, bool process) {
+  const at::Tensor tt = at::full({n_}, t, at::TensorOptions().dtype(at::kLong).device(x.device()));
+  at::Tensor out = denoiser_(x, tt);
+  if (!out.defined() || out.sizes() != x.sizes())
+    throw std::runtime_error("sampler: the denoiser returned shape " +
+                             (out.defined() ? shape_string(out.sizes()) : std::string("(undefined)")) +
+                             " for input " + shape_string(x.sizes()));
+  if (out.scalar_type() != x.scalar_type() || out.device() != x.device()) out = out.to(x.options());
+
+  // ᾱ as a float64 scalar: the conversions take their coefficients from it in float64.
+  const at::Tensor ab = at::scalar_tensor(alpha_bar(t), x.options().dtype(at::kDouble));
+  Estimate e;
+  e.x0 = predict_x0(config_.prediction, x, out, ab);
+  if (process && (config_.dynamic_threshold || config_.clip_x0)) {
+    e.x0 = config_.dynamic_threshold ? dynamic_threshold(e.x0, config_.dynamic_threshold_percentile)
+                                     : e.x0.clamp(-1.0, 1.0);
+    // ε̂ consistent with the processed x̂₀ (as diffusers' DDIM does after clipping).
+    e.eps = eps_from_x0(x, e.x0, ab);
+  } else {
+    e.eps = predict_eps(config_.prediction, x, out, ab);
+  }
+  return e;
+}
+
+bool SamplerRun::report(int64_t step, int64_t total, const at::Tensor& x) {
+  if (on_step_) on_step_(step, total, x);
+  if (progress_) return progress_(step, total);
+  return true;
+}
+
+std::vector<double> to_double_vector(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU, at::kDouble).contiguous();
+  const double* p = c.data_ptr<double>();
+  return {p, p + c.numel()};
+}
+
+at::Tensor per_image_norm(const at::Tensor& x) {
+  const int64_t b = x.size(0);
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = b;
+  if (x.device().is_cpu()) {
+    const at::Tensor c = x.to(at::kFloat).contiguous();
+    const int64_t per_image = b ? c.numel() / b : 0;
+    const float* p = c.data_ptr<float>();
+    at::Tensor out = at::empty(shape, x.options());
+    float* o = out.data_ptr<float>();
+    for (int64_t k = 0; k < b; ++k) {
+      double sum = 0.0;
+      for (int64_t j = 0; j < per_image; ++j) sum += double(p[k * per_image + j]) * double(p[k * per_image + j]);
+      o[k] = static_cast<float>(std::sqrt(sum));
+    }
+    return out;
+  }
+  return x.reshape({b, -1}).norm(2, {1}, /*keepdim=*/true).reshape(shape);
+}
+
+}  // namespace ddpm::detail

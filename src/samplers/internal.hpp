@@ -1,0 +1,75 @@
+#pragma once
+// Shared machinery of the samplers (private): one sampling run, its noise, the denoiser
+// call with x̂₀ processing, the corrector and the progress reporting.
+#include <ATen/Tensor.h>
+#include <ATen/TensorOperators.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "ddpm/samplers/sampler.hpp"
+
+namespace ddpm::detail {
+
+class SamplerRun {
+ public:
+  SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config, int64_t n,
+             std::vector<int64_t> image_shape, int64_t first_index, const ProgressFn& progress,
+             const StepFn& on_step);
+
+  const SamplerConfig& config() const { return config_; }
+  int64_t num_timesteps() const { return static_cast<int64_t>(alpha_bar_.size()); }
+  /// ᾱ at original index t (float64); t = −1 gives 1 (clean data).
+  double alpha_bar(int64_t t) const { return t < 0 ? 1.0 : alpha_bar_[static_cast<size_t>(t)]; }
+  /// α_t = 1 − β_t of the original schedule.
+  double alpha(int64_t t) const { return alpha_[static_cast<size_t>(t)]; }
+  const std::vector<double>& alpha_bar_table() const { return alpha_bar_; }
+  const at::Tensor& alpha_bar64() const { return alpha_bar64_; }
+
+  /// The next N(0, I) draw of every image, on the device.
+  at::Tensor noise();
+
+  struct Estimate {
+    at::Tensor x0;   ///< x̂₀ after clipping / dynamic thresholding (if enabled)
+    at::Tensor eps;  ///< ε̂ consistent with x0 and x_t
+  };
+  /// Evaluates the denoiser at original index t and converts its output. With
+  /// process = true, x̂₀ is clipped/thresholded as configured and ε̂ recomputed from it.
+  Estimate estimate(const at::Tensor& x, int64_t t, bool process = true);
+
+  /// Runs the configured Langevin corrector on x at original index t (no-op when disabled).
+  void correct(at::Tensor& x, int64_t t);
+
+  /// After predictor step `step` (1-based) of `total`: on_step, then progress.
+  /// Returns false when the caller must stop (progress returned false).
+  bool report(int64_t step, int64_t total, const at::Tensor& x);
+
+  /// x_T ~ N(0, I).
+  at::Tensor initial() { return noise(); }
+
+ private:
+  const NoiseSchedule& schedule_;
+  const Denoiser& denoiser_;
+  const SamplerConfig& config_;
+  int64_t n_;
+  std::vector<int64_t> shape_;  ///< [n, C, H, W]
+  NoiseStream noise_;
+  std::vector<double> alpha_bar_, alpha_;
+  at::Tensor alpha_bar64_;
+  const ProgressFn& progress_;
+  const StepFn& on_step_;
+};
+
+/// A 1-D tensor as float64 values on the host.
+std::vector<double> to_double_vector(const at::Tensor& t);
+
+/// Per-image Euclidean norm of x [B, ...] → [B, 1, ..., 1]. On CPU computed image by image
+/// in float64, so it does not depend on the batch (bitwise batch invariance).
+at::Tensor per_image_norm(const at::Tensor& x);
+
+// The three predictors. Each returns the final sample, or x̂₀ when stopped early.
+at::Tensor sample_ancestral(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
+at::Tensor sample_ddim(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
+at::Tensor sample_dpmpp_2m(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x);
+
+}  // namespace ddpm::detail

@@ -1,0 +1,124 @@
+// SamplerConfig checks and the sample() entry point: picks the timesteps and the predictor.
+#include "ddpm/samplers/sampler.hpp"
+
+#include <ATen/TensorOperators.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "ddpm/util/errors.hpp"
+#include "samplers/internal.hpp"
+
+namespace ddpm {
+namespace {
+
+[[noreturn]] void bad(const std::string& key, const std::string& what) { bad_input("sampler option " + key, what); }
+
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+}  // namespace
+
+SamplerKind parse_sampler_kind(const std::string& text) {
+  if (text == "ddpm") return SamplerKind::Ddpm;
+  if (text == "ddim") return SamplerKind::Ddim;
+  if (text == "dpm++2m") return SamplerKind::DpmSolver2M;
+  throw std::invalid_argument("sampler: unknown value '" + text + "' (expected ddpm, ddim or dpm++2m)");
+}
+
+std::string to_string(SamplerKind kind) {
+  switch (kind) {
+    case SamplerKind::Ddpm: return "ddpm";
+    case SamplerKind::Ddim: return "ddim";
+    case SamplerKind::DpmSolver2M: return "dpm++2m";
+  }
+  return "?";
+}
+
+Variance parse_variance(const std::string& text) {
+  std::string t = text;
+  std::replace(t.begin(), t.end(), '-', '_');
+  if (t == "fixed_small") return Variance::FixedSmall;
+  if (t == "fixed_large") return Variance::FixedLarge;
+  throw std::invalid_argument("variance: unknown value '" + text + "' (expected fixed_small or fixed_large)");
+}
+
+std::string to_string(Variance variance) { return variance == Variance::FixedLarge ? "fixed_large" : "fixed_small"; }
+
+void SamplerConfig::validate(int64_t T) const {
+  if (T < 2) bad("timesteps", "the schedule needs at least 2 steps, got " + std::to_string(T));
+  if (steps < 0 || steps > T)
+    bad("steps", "must be in [0, " + std::to_string(T) + "] (0 = default; the schedule has " + std::to_string(T) +
+                     " timesteps), got " + std::to_string(steps));
+  if (!(eta >= 0.0 && eta <= 1.0)) bad("eta", "must be in [0, 1], got " + show(eta));
+  if (!(dynamic_threshold_percentile > 0.0 && dynamic_threshold_percentile <= 1.0))
+    bad("dynamic-threshold-percentile", "must be in (0, 1], got " + show(dynamic_threshold_percentile));
+  if (corrector_steps < 1) bad("corrector-steps", "must be at least 1, got " + std::to_string(corrector_steps));
+  if (!(corrector_snr > 0.0 && std::isfinite(corrector_snr)))
+    bad("corrector-snr", "must be a positive number, got " + show(corrector_snr));
+}
+
+int64_t SamplerConfig::resolved_steps(int64_t T) const {
+  if (steps > 0) return steps;
+  if (kind == SamplerKind::Ddim) return std::min<int64_t>(50, T);
+  if (kind == SamplerKind::DpmSolver2M) return std::min<int64_t>(20, T);
+  return T;
+}
+
+std::vector<int64_t> SamplerConfig::timesteps(int64_t T) const {
+  auto kept = timestep_subset(T, resolved_steps(T), spacing);
+  return {kept.rbegin(), kept.rend()};
+}
+
+at::Tensor dynamic_threshold(const at::Tensor& x0, double percentile) {
+  const int64_t b = x0.size(0);
+  // Per image: s = quantile of |x̂₀|, at least 1 so that values already in [−1, 1] are kept.
+  auto s = x0.reshape({b, -1}).abs().quantile(percentile, /*dim=*/1, /*keepdim=*/true).clamp_min(1.0);
+  std::vector<int64_t> shape(static_cast<size_t>(x0.dim()), 1);
+  shape[0] = b;
+  s = s.reshape(shape);
+  return x0.minimum(s).maximum(-s) / s;
+}
+
+at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config, int64_t n,
+                  int64_t channels, int64_t height, int64_t width, int64_t first_index, const ProgressFn& progress,
+                  const StepFn& on_step) {
+  const int64_t T = schedule.num_timesteps();
+  config.validate(T);
+  c10::NoGradGuard no_grad;  // sampling never needs a graph, whatever the denoiser's weights
+  if (!denoiser) throw std::invalid_argument("sample: no denoiser given");
+  if (n < 1) throw std::invalid_argument("sample: number of images must be at least 1, got " + std::to_string(n));
+  if (channels < 1 || height < 1 || width < 1)
+    throw std::invalid_argument("sample: image shape must be positive, got " + std::to_string(channels) + "x" +
+                                std::to_string(height) + "x" + std::to_string(width));
+  if (first_index < 0) throw std::invalid_argument("sample: first_index must be >= 0");
+
+  // The kept timesteps, ascending; all T for plain ancestral sampling.
+  const auto kept = timestep_subset(T, config.resolved_steps(T), config.spacing);
+  // ε-prediction cannot give x̂₀ where ᾱ = 0 (zero terminal SNR, Lin et al. 2024 §3.2).
+  if (config.prediction == Prediction::Epsilon) {
+    const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+    for (int64_t t : kept)
+      if (ab.data_ptr<double>()[t] <= 0.0)
+        throw std::invalid_argument("prediction: epsilon cannot be sampled at timestep " + std::to_string(t) +
+                                    ", where alpha_bar = 0 (zero terminal SNR); use v or x0 prediction, or "
+                                    "--spacing leading");
+  }
+  detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, progress, on_step);
+  at::Tensor x = run.initial();
+  switch (config.kind) {
+    case SamplerKind::Ddpm: return detail::sample_ancestral(run, kept, x);
+    case SamplerKind::Ddim: return detail::sample_ddim(run, kept, x);
+    case SamplerKind::DpmSolver2M: return detail::sample_dpmpp_2m(run, kept, x);
+  }
+  throw std::invalid_argument("sampler: unknown kind");
+}
+
+}  // namespace ddpm

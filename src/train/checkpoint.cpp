@@ -1,0 +1,258 @@
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/util/errors.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <utility>
+
+namespace fs = std::filesystem;
+
+namespace ddpm {
+namespace {
+
+constexpr const char* kMarker = "libddpm-checkpoint";
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) { bad_input("checkpoint '" + path + "'", what); }
+
+// "ckpt-00001000.pt" → 1000; -1 for any other name (".tmp" files of interrupted saves included).
+int64_t step_of(const std::string& name) {
+  const std::string prefix = "ckpt-", suffix = ".pt";
+  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return -1;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return -1;
+  return std::stoll(digits);
+}
+
+// Makes the file's bytes durable before the rename publishes it.
+void sync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const CheckpointContents& c) {
+  if (!c.model) throw std::invalid_argument("save_checkpoint: no model given");
+  const fs::path target(path);
+  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  const std::string tmp = path + ".tmp";
+  try {
+    torch::serialize::OutputArchive archive;
+    auto cu = archive.compilation_unit();
+    archive.write("libddpm", c10::IValue(std::string(kMarker)));
+    archive.write("format_version", c10::IValue(kCheckpointFormatVersion));
+    archive.write("config", c10::IValue(c.config_toml));
+    archive.write("step", c10::IValue(c.step));
+    {
+      torch::serialize::OutputArchive sub(cu);
+      c.model->save(sub);
+      archive.write("model", sub);
+    }
+    if (c.ema) {
+      torch::serialize::OutputArchive sub(cu);
+      c.ema->save(sub);
+      archive.write("ema", sub);
+      archive.write("ema_updates", c10::IValue(c.ema_updates));
+    }
+    if (c.optimizer) {
+      torch::serialize::OutputArchive sub(cu);
+      c.optimizer->save(sub);
+      archive.write("optimizer", sub);
+    }
+    if (!c.rng.empty()) {
+      torch::serialize::OutputArchive sub(cu);
+      for (const auto& [name, state] : c.rng) sub.write(name, state);
+      archive.write("rng", sub);
+    }
+    archive.write("data_epoch", c10::IValue(c.data_state.epoch));
+    archive.write("data_position", c10::IValue(c.data_state.position));
+    archive.save_to(tmp);
+    sync_file(tmp);
+    fs::rename(tmp, target);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw std::runtime_error("checkpoint '" + path + "': cannot be written: " + first_line(e.what()));
+  }
+}
+
+std::string checkpoint_path(const std::string& run_dir, int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "ckpt-%08lld.pt", static_cast<long long>(step));
+  return (fs::path(run_dir) / "checkpoints" / name).string();
+}
+
+std::vector<std::string> list_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    int64_t step = step_of(entry.path().filename().string());
+    if (step >= 0) found.emplace_back(step, entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& f : found) paths.push_back(std::move(f.second));
+  return paths;
+}
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  auto all = list_checkpoints(run_dir);
+  return all.empty() ? std::string() : all.back();
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) fs::remove(entry.path(), ec);
+  }
+  if (keep_last <= 0) return;
+  auto all = list_checkpoints(run_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove(all[i], ec);
+}
+
+// ---------------------------------------------------------------- reading
+
+CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) : path_(path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, "no such file or directory");
+  if (fs::is_directory(path, ec)) {
+    path_ = latest_checkpoint(path);
+    if (path_.empty()) fail(path, "run directory has no checkpoints (expected checkpoints/ckpt-<step>.pt)");
+  }
+  if (fs::file_size(path_, ec) == 0) fail(path_, "file is empty");
+  archive_ = std::make_unique<torch::serialize::InputArchive>();
+  try {
+    archive_->load_from(path_, device);
+  } catch (const std::exception& e) {
+    fail(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
+  }
+  c10::IValue v;
+  try {
+    if (!archive_->try_read("libddpm", v) || !v.isString() || v.toStringRef() != kMarker)
+      fail(path_, "not a libddpm checkpoint (no 'libddpm' marker)");
+    if (!archive_->try_read("format_version", v) || !v.isInt()) fail(path_, "has no format version");
+    format_version_ = v.toInt();
+    if (format_version_ != kCheckpointFormatVersion)
+      fail(path_, "format version " + std::to_string(format_version_) + " is not supported (this build reads version " +
+                      std::to_string(kCheckpointFormatVersion) + ")");
+    if (!archive_->try_read("config", v) || !v.isString()) fail(path_, "has no config");
+    config_toml_ = v.toStringRef();
+    if (!archive_->try_read("step", v) || !v.isInt()) fail(path_, "has no step");
+    step_ = v.toInt();
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(path_, "cannot be read (" + first_line(e.what()) + ")");
+  }
+}
+
+CheckpointReader::~CheckpointReader() = default;
+CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+
+Config CheckpointReader::config() const {
+  try {
+    return config_from_toml(config_toml_);
+  } catch (const std::invalid_argument& e) {
+    fail(path_, e.what());
+  }
+}
+
+void CheckpointReader::load_module(const std::string& key, torch::nn::Module& module) const {
+  torch::serialize::InputArchive sub;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const auto& p : module.named_parameters()) shapes.emplace_back(p.key(), p.value().sizes().vec());
+  try {
+    if (!archive_->try_read(key, sub)) fail(path_, "has no '" + key + "' weights");
+    module.load(sub);
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(path_, "'" + key + "' weights do not fit the model (" + first_line(e.what()) + ")");
+  }
+  // Module::load adopts the stored tensors whatever their shape; a mismatch means another config.
+  auto params = module.named_parameters();
+  for (const auto& [name, shape] : shapes)
+    if (params[name].sizes().vec() != shape)
+      fail(path_, "'" + key + "' weight " + name + " has another shape than the model's");
+}
+
+void CheckpointReader::load_model(torch::nn::Module& model) const { load_module("model", model); }
+
+bool CheckpointReader::has_ema() const {
+  auto keys = archive_->keys();
+  return std::find(keys.begin(), keys.end(), "ema") != keys.end();
+}
+
+void CheckpointReader::load_ema(torch::nn::Module& shadow) const { load_module("ema", shadow); }
+
+int64_t CheckpointReader::ema_updates() const {
+  c10::IValue v;
+  return archive_->try_read("ema_updates", v) && v.isInt() ? v.toInt() : 0;
+}
+
+bool CheckpointReader::has_optimizer() const {
+  auto keys = archive_->keys();
+  return std::find(keys.begin(), keys.end(), "optimizer") != keys.end();
+}
+
+void CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) const {
+  torch::serialize::InputArchive sub;
+  try {
+    if (!archive_->try_read("optimizer", sub)) fail(path_, "has no optimizer state");
+    optimizer.load(sub);
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(path_, "optimizer state does not fit (" + first_line(e.what()) + ")");
+  }
+}
+
+at::Tensor CheckpointReader::rng_state(const std::string& name) const {
+  torch::serialize::InputArchive sub;
+  at::Tensor state;
+  if (!archive_->try_read("rng", sub) || !sub.try_read(name, state)) return {};
+  return state.cpu();
+}
+
+LoaderState CheckpointReader::data_state() const {
+  LoaderState s;
+  c10::IValue v;
+  if (archive_->try_read("data_epoch", v) && v.isInt()) s.epoch = v.toInt();
+  if (archive_->try_read("data_position", v) && v.isInt()) s.position = v.toInt();
+  return s;
+}
+
+LoadedModel load_model_for_sampling(const std::string& path, c10::Device device, bool use_ema) {
+  CheckpointReader reader(path);
+  Config config = reader.config();
+  UNet model(config.model);
+  const bool ema = use_ema && reader.has_ema();
+  if (ema)
+    reader.load_ema(*model);
+  else
+    reader.load_model(*model);
+  model->to(device);
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  return LoadedModel{config, model, NoiseSchedule(config.schedule, device), reader.step(), ema, reader.path()};
+}
+
+}  // namespace ddpm

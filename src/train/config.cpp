@@ -1,0 +1,245 @@
+#include "ddpm/train/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "ddpm/io/toml.hpp"
+#include "ddpm/util/errors.hpp"
+#include "ddpm/train/config_keys.hpp"
+
+namespace ddpm {
+
+namespace {
+[[noreturn]] void bad(const std::string& key, const std::string& what) { bad_input(key, what); }
+}  // namespace
+
+EmaOptions TrainConfig::ema_options() const { return {ema_decay, parse_ema_warmup(ema_warmup), ema_power}; }
+
+void TrainConfig::validate() const {
+  if (steps < 1) bad("steps", "must be >= 1, got " + std::to_string(steps));
+  if (batch_size < 1) bad("batch-size", "must be >= 1, got " + std::to_string(batch_size));
+  if (!(lr >= 0.0)) bad("lr", "must be >= 0");
+  if (!(adam_beta1 >= 0.0 && adam_beta1 < 1.0)) bad("adam-beta1", "must be in [0, 1)");
+  if (!(adam_beta2 >= 0.0 && adam_beta2 < 1.0)) bad("adam-beta2", "must be in [0, 1)");
+  if (!(adam_eps > 0.0)) bad("adam-eps", "must be > 0");
+  if (!(weight_decay >= 0.0)) bad("weight-decay", "must be >= 0");
+  if (warmup_steps < 0) bad("warmup-steps", "must be >= 0");
+  if (!(grad_clip >= 0.0)) bad("grad-clip", "must be >= 0 (0 = no clipping)");
+  if (grad_accum < 1) bad("grad-accum", "must be >= 1");
+  if (!(ema_decay >= 0.0 && ema_decay <= 1.0)) bad("ema-decay", "must be in [0, 1]");
+  parse_ema_warmup(ema_warmup);
+  if (!(ema_power > 0.0)) bad("ema-power", "must be > 0");
+  if (ema_update_every < 1) bad("ema-update-every", "must be >= 1");
+  if (!(min_snr_gamma > 0.0)) bad("min-snr-gamma", "must be > 0");
+  if (sample_every < 0) bad("sample-every", "must be >= 0 (0 = no samples)");
+  if (sample_n < 1) bad("sample-n", "must be >= 1");
+  if (save_every < 1) bad("save-every", "must be >= 1");
+  if (keep_last < 0) bad("keep-last", "must be >= 0 (0 = keep all)");
+  if (log_every < 1) bad("log-every", "must be >= 1");
+  if (run_dir.empty()) bad("run-dir", "must not be empty");
+}
+
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {
+  auto number = [&](const std::string& s) -> int64_t {
+    if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), [](unsigned char ch) { return std::isdigit(ch); }))
+      bad("image-size", "'" + text + "' is not N or HxW with positive integers");
+    int64_t v = std::stoll(s);
+    if (v < 1) bad("image-size", "'" + text + "': sizes must be >= 1");
+    return v;
+  };
+  auto x = text.find_first_of("xX");
+  if (x == std::string::npos) {
+    int64_t n = number(text);
+    return {n, n};
+  }
+  return {number(text.substr(0, x)), number(text.substr(x + 1))};
+}
+
+void Config::resolve() {
+  if (!image_size.empty()) {
+    auto [h, w] = parse_image_size(image_size);
+    model.image_height = data.height = h;
+    model.image_width = data.width = w;
+  }
+  if (channels != 0) {
+    if (channels != 1 && channels != 3 && channels != 4) bad("channels", "must be 0, 1, 3 or 4");
+    model.image_channels = data.channels = channels;
+  }
+  sample.prediction = train.prediction;
+}
+
+void Config::set_shape(int64_t c, int64_t h, int64_t w) {
+  channels = c;
+  image_size = h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+  resolve();
+}
+
+void Config::validate() const {
+  Config c = *this;
+  c.resolve();
+  c.model.validate();
+  c.schedule.validate();
+  c.train.validate();
+  c.sample.validate(c.schedule.timesteps);
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A TOML value as the key's text form (see ConfigKey::get), checking its TOML type.
+std::string key_text(const ConfigKey& key, const toml::Value& v) {
+  using K = toml::Value::Kind;
+  auto expected = [&](const char* what) -> std::string {
+    bad(key.name, std::string("expected ") + what + ", got " + v.kind_name());
+  };
+  switch (key.type) {
+    case KeyType::Integer:
+    case KeyType::Unsigned:
+      if (v.kind != K::Integer) return expected("an integer");
+      return std::to_string(v.integer);
+    case KeyType::Float:
+    case KeyType::OptionalFloat:
+      if (v.kind == K::Integer) return std::to_string(v.integer);
+      if (v.kind == K::Float) return toml::format_float(v.floating);
+      if (key.type == KeyType::OptionalFloat && v.kind == K::String && v.string.empty()) return "";
+      return expected("a number");
+    case KeyType::Boolean:
+      if (v.kind != K::Boolean) return expected("true or false");
+      return v.boolean ? "true" : "false";
+    case KeyType::String:
+      if (v.kind == K::Integer) return std::to_string(v.integer);  // image-size = 28
+      if (v.kind != K::String) return expected("a string");
+      return v.string;
+    case KeyType::Choice:
+      if (v.kind == K::String) return v.string;
+      if (v.kind == K::Integer) return std::to_string(v.integer);  // channels = 3
+      return expected("a string");
+    case KeyType::IntegerList: {
+      if (v.kind == K::String) return v.string;  // "1,2,2" (and "" in configs written by earlier versions)
+      if (v.kind != K::Array) return expected("an array of integers");
+      std::string out;
+      for (const toml::Value& e : v.array) {
+        if (e.kind != K::Integer) bad(key.name, std::string("expected integers in the array, got ") + e.kind_name());
+        out += (out.empty() ? "" : ",") + std::to_string(e.integer);
+      }
+      return out;
+    }
+  }
+  return "";
+}
+
+void apply(Config& config, const std::string& group, const toml::Value& table) {
+  for (const auto& [name, value] : table.table) {
+    const std::string where = "line " + std::to_string(value.line) + ": ";
+    if (value.kind == toml::Value::Kind::Table && group.empty()) {
+      // [model], [training], ...: the keys of that group, for those who like sections.
+      bool known = false;
+      for (const ConfigKey& k : config_keys()) known = known || lower(k.group) == lower(name);
+      if (!known) throw std::invalid_argument(where + "unknown table [" + name + "] (keys are flat, or in [data], "
+                                              "[model], [schedule], [training] or [sampling])");
+      apply(config, name, value);
+      continue;
+    }
+    const ConfigKey* key = find_config_key(name);
+    if (key == nullptr || (!group.empty() && lower(key->group) != lower(group)))
+      throw std::invalid_argument(where + "unknown key '" + (group.empty() ? name : group + "." + name) + "'");
+    try {
+      key->set(config, key_text(*key, value));
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      // key_text's errors already start with the key
+      throw std::invalid_argument(where + (what.rfind(name + ":", 0) == 0 ? what : name + ": " + what));
+    }
+  }
+}
+
+std::string toml_value(const ConfigKey& key, const Config& config) {
+  const std::string text = key.get(config);
+  switch (key.type) {
+    case KeyType::Integer:
+    case KeyType::Unsigned:
+    case KeyType::Float:
+    case KeyType::Boolean:
+      return text;
+    case KeyType::OptionalFloat:
+      return text.empty() ? std::string() : text;
+    case KeyType::IntegerList: {
+      std::string out = "[";
+      for (char c : text) out += c == ',' ? std::string(", ") : std::string(1, c);
+      return out + "]";
+    }
+    case KeyType::Choice:
+      if (key.name == "channels") return text;
+      return toml::quote(text);
+    case KeyType::String:
+      return toml::quote(text);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string config_to_toml(const Config& config) {
+  std::string out = "# libddpm run configuration\n";
+  std::string group;
+  for (const ConfigKey& key : config_keys()) {
+    if (key.group != group) {
+      group = key.group;
+      out += "\n# ---- " + group + "\n";
+    }
+    const std::string value = toml_value(key, config);
+    out += "# " + key.help + "\n";
+    // An unset optional is written commented out: absent keys keep their defaults.
+    out += value.empty() ? "# " + key.name + " =\n" : key.name + " = " + value + "\n";
+  }
+  return out;
+}
+
+Config config_from_toml(const std::string& text) { return config_from_toml(text, Config{}); }
+
+Config config_from_toml(const std::string& text, Config config) {
+  toml::Value doc;
+  try {
+    doc = toml::parse(text);
+  } catch (const toml::ParseError& e) {
+    throw std::invalid_argument(std::string("config: ") + e.what());
+  }
+  try {
+    apply(config, "", doc);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("config: ") + e.what());
+  }
+  config.resolve();
+  return config;
+}
+
+Config config_from_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw std::invalid_argument("config file '" + path + "': " +
+                                (std::filesystem::exists(path, ec) ? "not a regular file" : "cannot be opened"));
+  // A config is a few KiB; anything past 1 MiB is not one (and is not read into memory).
+  if (std::filesystem::file_size(path, ec) > (1u << 20))
+    throw std::invalid_argument("config file '" + path + "': larger than 1 MiB");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument("config file '" + path + "': cannot be opened");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return config_from_toml(text.str());
+  } catch (const std::invalid_argument& e) {
+    std::string what = e.what();
+    if (what.rfind("config: ", 0) == 0) what = what.substr(8);
+    throw std::invalid_argument("config file '" + path + "': " + what);
+  }
+}
+
+}  // namespace ddpm

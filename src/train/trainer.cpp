@@ -1,0 +1,370 @@
+#include "ddpm/train/trainer.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/math/diffusion.hpp"
+#include "ddpm/data/image.hpp"
+#include "ddpm/samplers/sampler.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ddpm {
+namespace {
+
+// The trainer's own stream (timesteps and noise) must not coincide with the global one
+// (weight init, dropout), which is seeded with `seed` itself.
+constexpr uint64_t kTrainerStream = 0x9E3779B97F4A7C15ull;
+
+at::Generator& global_cpu_generator() {
+  static at::Generator gen = at::detail::getDefaultCPUGenerator();
+  return gen;
+}
+
+void seed_global(uint64_t seed) {
+  auto& gen = global_cpu_generator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+}
+
+at::Tensor get_state(at::Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_state(at::Generator& gen, const at::Tensor& state) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// bf16 autocast for the forward pass (the loss is computed in fp32).
+class Autocast {
+ public:
+  Autocast(bool enabled, c10::Device device) : enabled_(enabled), cuda_(device.is_cuda()) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    const auto type = cuda_ ? at::kCUDA : at::kCPU;
+    previous_ = at::autocast::is_autocast_enabled(type);
+    at::autocast::set_autocast_dtype(type, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, true);
+#else
+    if (cuda_) {
+      previous_ = at::autocast::is_enabled();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      previous_ = at::autocast::is_cpu_enabled();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+  }
+  ~Autocast() {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, previous_);
+#else
+    if (cuda_)
+      at::autocast::set_enabled(previous_);
+    else
+      at::autocast::set_cpu_enabled(previous_);
+#endif
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool enabled_, cuda_, previous_ = false;
+};
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
+  }
+  fs::rename(tmp, path);
+}
+
+// Drops metrics lines of steps after `step` (written after the checkpoint a run resumes from).
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    auto pos = line.find("\"step\":");
+    if (pos == std::string::npos) continue;
+    if (std::strtoll(line.c_str() + pos + 7, nullptr, 10) <= step) kept += line + "\n";
+  }
+  in.close();
+  write_text_atomically(path, kept);
+}
+
+}  // namespace
+
+struct Trainer::State {
+  State(const std::vector<at::Tensor>& params, const TrainConfig& t)
+      : optimizer(params, torch::optim::AdamWOptions(t.lr)
+                              .betas(std::make_tuple(t.adam_beta1, t.adam_beta2))
+                              .eps(t.adam_eps)
+                              .weight_decay(t.weight_decay)),
+        gen(at::make_generator<at::CPUGeneratorImpl>(t.seed ^ kTrainerStream)) {}
+  torch::optim::AdamW optimizer;
+  at::Generator gen;
+  std::unique_ptr<DataLoader> loader;
+  std::ofstream metrics;
+  // Metrics window since the last line.
+  double window_loss = 0;
+  int64_t window_steps = 0, window_images = 0;
+  std::chrono::steady_clock::time_point window_start = std::chrono::steady_clock::now();
+};
+
+Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device device, TrainerOptions options)
+    : config_(std::move(config)), dataset_(std::move(dataset)), device_(device), options_(std::move(options)) {
+  if (!dataset_) throw std::invalid_argument("Trainer: no dataset");
+  config_.resolve();
+  config_.validate();
+  const auto& m = config_.model;
+  if (m.learned_variance)
+    throw std::invalid_argument("learned-variance: training a learned variance (L_hybrid) is not supported");
+  if (dataset_->channels() != m.image_channels || dataset_->height() != m.image_height ||
+      dataset_->width() != m.image_width)
+    throw std::invalid_argument(fmt::format(
+        "image-size/channels: the model expects {}×{}×{} images but the data gives {}×{}×{}", m.image_channels,
+        m.image_height, m.image_width, dataset_->channels(), dataset_->height(), dataset_->width()));
+
+  const auto& t = config_.train;
+  seed_global(t.seed);
+  schedule_ = std::make_unique<NoiseSchedule>(config_.schedule, device_);
+  model_ = UNet(config_.model);
+  ema_model_ = UNet(config_.model);
+  model_->to(device_);
+  ema_model_->to(device_);
+  ema_ = std::make_unique<EMA>(model_.ptr(), ema_model_.ptr(), t.ema_options());
+  state_ = std::make_unique<State>(model_->parameters(), t);
+  state_->loader = std::make_unique<DataLoader>(dataset_, t.batch_size, t.seed, config_.data);
+}
+
+Trainer::~Trainer() = default;
+
+double Trainer::lr_at(int64_t step) const {
+  const auto& t = config_.train;
+  if (t.warmup_steps > 0 && step < t.warmup_steps)
+    return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
+  return t.lr;
+}
+
+LoaderState Trainer::loader_state() const { return state_->loader->state(); }
+
+void Trainer::resume(const std::string& path) {
+  CheckpointReader reader(path, device_);
+  reader.load_model(*model_);
+  if (reader.has_ema()) {
+    reader.load_ema(*ema_model_);
+    ema_->set_num_updates(reader.ema_updates());
+  } else {
+    ema_->copy_from_model();
+  }
+  if (reader.has_optimizer()) reader.load_optimizer(state_->optimizer);
+  step_ = reader.step();
+  if (auto s = reader.rng_state("torch_cpu"); s.defined()) set_state(global_cpu_generator(), s);
+  if (auto s = reader.rng_state("trainer"); s.defined()) set_state(state_->gen, s);
+  state_->loader->reset(reader.data_state());
+  event(fmt::format("resumed from {} at step {}", reader.path(), step_));
+}
+
+StepStats Trainer::train_step() {
+  const auto& t = config_.train;
+  const auto start = std::chrono::steady_clock::now();
+  model_->train();
+  const double lr = lr_at(step_);
+  for (auto& group : state_->optimizer.param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  state_->optimizer.zero_grad();
+
+  const int64_t T = schedule_->num_timesteps();
+  double loss_sum = 0;
+  int64_t images = 0;
+  for (int64_t k = 0; k < t.grad_accum; ++k) {
+    at::Tensor x0 = state_->loader->next();
+    const int64_t B = x0.size(0);
+    // Uniform t and Gaussian noise from the trainer's CPU stream (device-independent).
+    at::Tensor timesteps = at::randint(0, T, {B}, state_->gen, at::TensorOptions().dtype(at::kLong));
+    at::Tensor noise = at::randn(x0.sizes(), state_->gen, at::TensorOptions().dtype(at::kFloat));
+    x0 = x0.to(device_);
+    noise = noise.to(device_);
+    timesteps = timesteps.to(device_);
+    if (config_.model.channels_last) {
+      x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
+      noise = noise.contiguous(at::MemoryFormat::ChannelsLast);
+    }
+    const at::Tensor alpha_bar = NoiseSchedule::extract(schedule_->alpha_bar, timesteps, x0.dim());
+    const at::Tensor xt = q_sample(*schedule_, x0, timesteps, noise);  // DDPM eq. 4
+    at::Tensor out;
+    {
+      Autocast autocast(t.bf16, device_);
+      out = model_->forward(xt, timesteps);
+    }
+    out = out.to(at::kFloat);
+    const at::Tensor target = training_target(t.prediction, x0, noise, alpha_bar);
+    const at::Tensor mse = (out - target).pow(2).mean({1, 2, 3});
+    const at::Tensor weight = loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).reshape({B});
+    const at::Tensor loss = (weight * mse).mean();
+    const double value = loss.item<double>();
+    if (!std::isfinite(value))
+      throw NonFiniteLossError(fmt::format("step {}: the loss is {}; training stopped (try a lower --lr or "
+                                           "--grad-clip; the last saved checkpoint is kept)",
+                                           step_ + 1, value));
+    (t.grad_accum > 1 ? loss / static_cast<double>(t.grad_accum) : loss).backward();
+    loss_sum += value;
+    images += B;
+  }
+  if (options_.reduce_gradients) options_.reduce_gradients(*model_);
+  const double max_norm = t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
+  if (!std::isfinite(grad_norm))
+    throw NonFiniteLossError(fmt::format("step {}: the gradient norm is {}; training stopped (try a lower --lr or "
+                                         "--grad-clip; the last saved checkpoint is kept)",
+                                         step_ + 1, grad_norm));
+  state_->optimizer.step();
+  ++step_;
+  if (step_ % t.ema_update_every == 0) ema_->update();
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  StepStats stats;
+  stats.step = step_;
+  stats.loss = loss_sum / static_cast<double>(t.grad_accum);
+  stats.lr = lr;
+  stats.grad_norm = grad_norm;
+  stats.images_per_s = seconds > 0 ? images * options_.world_size / seconds : 0.0;
+  state_->window_loss += stats.loss;
+  state_->window_steps += 1;
+  state_->window_images += images * options_.world_size;
+  return stats;
+}
+
+void Trainer::event(const std::string& message) const {
+  if (options_.on_event)
+    options_.on_event(message);
+  else
+    spdlog::info("{}", message);
+}
+
+std::string Trainer::save_checkpoint() {
+  const std::string path = checkpoint_path(config_.train.run_dir, step_);
+  if (!writes()) return path;
+  CheckpointContents c;
+  c.config_toml = config_to_toml(config_);
+  c.step = step_;
+  c.model = model_.get();
+  c.ema = ema_model_.get();
+  c.ema_updates = ema_->num_updates();
+  c.optimizer = &state_->optimizer;
+  c.rng["torch_cpu"] = get_state(global_cpu_generator());
+  c.rng["trainer"] = get_state(state_->gen);
+  c.data_state = state_->loader->state();
+  ddpm::save_checkpoint(path, c);
+  prune_checkpoints(config_.train.run_dir, config_.train.keep_last);
+  event("saved " + path);
+  return path;
+}
+
+at::Tensor Trainer::sample_images(int64_t n) {
+  c10::NoGradGuard no_grad;
+  ema_model_->eval();
+  const auto& m = config_.model;
+  const bool bf16 = config_.train.bf16;
+  Denoiser denoiser = [this, bf16](const at::Tensor& x, const at::Tensor& t) {
+    Autocast autocast(bf16, device_);
+    return ema_model_->forward(x, t).to(at::kFloat);
+  };
+  return sample(*schedule_, denoiser, config_.sample, n, m.image_channels, m.image_height, m.image_width).cpu();
+}
+
+std::string Trainer::save_samples() {
+  const std::string path =
+      (fs::path(config_.train.run_dir) / "samples" / fmt::format("step-{:08}.png", step_)).string();
+  const int64_t n = config_.train.sample_n;
+  at::Tensor images = sample_images(n);
+  if (!writes()) return path;
+  fs::create_directories(fs::path(path).parent_path());
+  const auto nrow = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+  save_png(path, make_grid(images, nrow));
+  event("samples " + path);
+  return path;
+}
+
+void Trainer::write_metrics(const StepStats& stats, double mean_loss, double images_per_s) {
+  if (!state_->metrics.is_open()) return;
+  state_->metrics << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"images_per_s\":{:.2f}}}\n",
+                                 stats.step, mean_loss, stats.lr, stats.grad_norm, images_per_s);
+  state_->metrics.flush();
+}
+
+int64_t Trainer::fit() {
+  const auto& t = config_.train;
+  if (writes()) {
+    fs::create_directories(t.run_dir);
+    write_text_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
+    const std::string metrics = (fs::path(t.run_dir) / "metrics.jsonl").string();
+    truncate_metrics(metrics, step_);
+    state_->metrics.open(metrics, std::ios::app);
+  }
+  const int64_t first = step_;
+  // A resumed run already has the checkpoint of its current step.
+  int64_t saved = step_ > 0 ? step_ : -1, sampled = -1;
+  state_->window_loss = 0;
+  state_->window_steps = state_->window_images = 0;
+  state_->window_start = std::chrono::steady_clock::now();
+  bool stopped = false;
+  while (step_ < t.steps) {
+    if (options_.stop && options_.stop->load()) {
+      stopped = true;
+      break;
+    }
+    StepStats stats = train_step();
+    if (options_.on_step) options_.on_step(stats);
+    if (step_ % t.log_every == 0 || step_ == t.steps) {
+      const auto now = std::chrono::steady_clock::now();
+      const double seconds = std::chrono::duration<double>(now - state_->window_start).count();
+      write_metrics(stats, state_->window_loss / std::max<int64_t>(1, state_->window_steps),
+                    seconds > 0 ? state_->window_images / seconds : 0.0);
+      state_->window_loss = 0;
+      state_->window_steps = state_->window_images = 0;
+      state_->window_start = now;
+    }
+    if (step_ % t.save_every == 0) {
+      save_checkpoint();
+      saved = step_;
+    }
+    if (t.sample_every > 0 && step_ % t.sample_every == 0) {
+      save_samples();
+      sampled = step_;
+    }
+  }
+  if (options_.stop && options_.stop->load()) stopped = true;
+  if (step_ == first) return 0;
+  if (saved != step_) save_checkpoint();
+  if (!stopped && t.sample_every > 0 && sampled != step_) save_samples();
+  state_->metrics.close();
+  return step_ - first;
+}
+
+}  // namespace ddpm
