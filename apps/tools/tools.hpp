@@ -8,4 +8,5 @@ int train_main(int argc, char** argv);
 int sample_main(int argc, char** argv);
 int schedule_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
+int eval_main(int argc, char** argv);
 }  // namespace ddpm::cli
