@@ -182,6 +182,7 @@ TEST(Config, UnknownKeysAndBadValuesAreOneLineErrors) {
   }
   try {
     ddpm::config_from_toml("no-such-key = 1\n");
+    ADD_FAILURE() << "accepted an unknown key";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("no-such-key"), std::string::npos) << e.what();
   }
@@ -197,6 +198,31 @@ TEST(Config, ValidateNamesTheKey) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("grad-accum"), std::string::npos) << e.what();
   }
+}
+
+// Zero terminal SNR with ε-prediction is refused before any training (it would die at the
+// first sample grid: ε carries nothing about x₀ at ᾱ_{T−1} = 0), naming what to use instead.
+TEST(Config, ZeroTerminalSnrWithEpsilonIsRefused) {
+  ddpm::Config c;
+  c.schedule.zero_terminal_snr = true;
+  c.train.prediction = ddpm::Prediction::Epsilon;
+  try {
+    c.validate();
+    ADD_FAILURE() << "accepted epsilon prediction with zero-terminal-snr";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("prediction"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("zero-terminal-snr"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--prediction v"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  for (ddpm::Prediction p : {ddpm::Prediction::V, ddpm::Prediction::X0}) {
+    c.train.prediction = p;
+    EXPECT_NO_THROW(c.validate()) << ddpm::to_string(p);
+  }
+  // From a config file too.
+  EXPECT_THROW(ddpm::config_from_toml("zero-terminal-snr = true\n").validate(), std::invalid_argument);
+  EXPECT_NO_THROW(ddpm::config_from_toml("zero-terminal-snr = true\nprediction = \"v\"\n").validate());
 }
 
 TEST(Config, ShippedConfigsParseAndValidate) {

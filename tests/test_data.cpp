@@ -374,7 +374,8 @@ TEST(Data, BadIdxFilesAreErrorsNamingTheFile) {
 
 TEST(Data, OpensFashionMnistWhenInstalled) {
   const std::string base = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte";
-  if (!fs::exists(base) && !fs::exists(base + ".gz")) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!fs::exists(base) && !fs::exists(base + ".gz"))
+    GTEST_SKIP() << "optional system data: Fashion-MNIST is not installed at " << base << "[.gz]";
   ddpm::DataConfig config;
   config.source = "idx:" + base;
   const auto ds = ddpm::open_dataset(config);

@@ -2,8 +2,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/math/schedule.hpp"
@@ -299,6 +301,43 @@ TEST(LossWeights, ShapeOfTheWeights) {
   EXPECT_EQ(we[999].item<double>(), 1.0);
   EXPECT_EQ(wv[999].item<double>(), 0.0);
   EXPECT_THROW(ddpm::loss_weight(Prediction::V, ddpm::LossWeighting::MinSNR, ab, 0.0), std::invalid_argument);
+}
+
+// The trainer's target and weight take ᾱ from alpha_bar_at (float64). At small t of the
+// linear schedule ᾱ ≈ 1 − 1e-4: float32 ᾱ keeps ~3 digits of 1 − ᾱ, so a float32 route is
+// off by ~1e-4 relative, while the float64 route matches the closed forms to 1e-6.
+TEST(TrainingCoefficients, ComeFromTheFloat64Table) {
+  const NoiseSchedule s = make("linear");
+  const at::Tensor t = at::tensor(std::vector<int64_t>{0, 1, 4, 20}, at::kLong);
+  const at::Tensor ab = ddpm::alpha_bar_at(s, t, 4, c10::kCPU);
+  ASSERT_EQ(ab.sizes(), at::IntArrayRef({4, 1, 1, 1}));
+  ASSERT_EQ(ab.scalar_type(), at::kDouble);
+  const at::Tensor x0 = at::ones({4, 1, 1, 1}), eps = at::zeros({4, 1, 1, 1});
+  // ᾱ_i = Π_{j≤i}(1 − β_j), β_j = 1e-4 + (0.02 − 1e-4)·j/999: computed here from the definition.
+  std::vector<double> one_minus(4);
+  const int64_t idx[] = {0, 1, 4, 20};
+  for (int k = 0; k < 4; ++k) {
+    double prod = 1.0;
+    for (int64_t j = 0; j <= idx[k]; ++j) prod *= 1.0 - (1e-4 + (0.02 - 1e-4) * static_cast<double>(j) / 999.0);
+    one_minus[k] = 1.0 - prod;
+  }
+  auto max_rel = [&](const at::Tensor& ab_used) {
+    // v = √ᾱ ε − √(1−ᾱ) x₀ = −√(1−ᾱ); min-SNR ε weight = min(1, γ/SNR) = γ(1−ᾱ)/ᾱ here.
+    const at::Tensor v = ddpm::training_target(Prediction::V, x0, eps, ab_used).to(at::kDouble).flatten();
+    const at::Tensor w = ddpm::loss_weight(Prediction::Epsilon, ddpm::LossWeighting::MinSNR, ab_used, 5.0)
+                             .to(at::kDouble)
+                             .flatten();
+    double worst = 0.0;
+    for (int k = 0; k < 4; ++k) {
+      const double om = one_minus[k];
+      worst = std::max(worst, std::abs(v[k].item<double>() / -std::sqrt(om) - 1.0));
+      worst = std::max(worst, std::abs(w[k].item<double>() / (5.0 * om / (1.0 - om)) - 1.0));
+    }
+    return worst;
+  };
+  EXPECT_LT(max_rel(ab), 1e-6);
+  // The float32 table (what the trainer used before) cannot pass that bar: the check discriminates.
+  EXPECT_GT(max_rel(NoiseSchedule::extract(s.alpha_bar, t, 4)), 1e-5);
 }
 
 }  // namespace

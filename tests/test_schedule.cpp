@@ -141,6 +141,13 @@ TEST(ScheduleInvariants, HoldForRandomValidParameters) {
           ASSERT_LT(lsnr[i], lsnr[i - 1]) << "i=" << i;
         }
       }
+      if (kind == "sigmoid-logsnr" && !scaled && !c.zero_terminal_snr) {
+        // Defined by its log SNR: λ_i = λ((i+1)/T) exactly, inside [λmin, λmax].
+        const double hi = c.logsnr_max.value_or(10.0), lo = c.logsnr_min.value_or(-10.0);
+        for (int64_t i = 0; i < T; ++i)
+          ASSERT_NEAR(lsnr[i], hi + (lo - hi) * static_cast<double>(i + 1) / static_cast<double>(T), 1e-6 * (1 + std::abs(hi)))
+              << "i=" << i;
+      }
       ++checked;
     }
   }
@@ -312,6 +319,7 @@ TEST(TimestepSubset, RejectsBadStepsAndSpacing) {
   EXPECT_THROW(ddpm::timestep_subset(10, 11, ddpm::Spacing::Trailing), std::invalid_argument);
   try {
     ddpm::timestep_subset(10, 11, ddpm::Spacing::Linspace);
+    ADD_FAILURE() << "accepted steps = 11 > timesteps = 10";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("steps"), std::string::npos);
   }

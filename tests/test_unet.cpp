@@ -15,6 +15,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "tools/options.hpp"
 #include "ddpm/train/config.hpp"
@@ -382,7 +383,8 @@ TEST(UNet, Bf16AutocastOnCpuIsCloseToFloat32) {
   try {
     at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
   } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported on this CPU: " << std::string(e.what()).substr(0, 200);
+    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
+                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
   }
   UNetConfig c = tiny(3, 8, 8);
   UNet model(c);
@@ -413,7 +415,8 @@ TEST(UNet, Bf16AutocastTrainingStepOnCpu) {
   try {
     at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
   } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported on this CPU: " << std::string(e.what()).substr(0, 200);
+    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
+                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
   }
   UNetConfig c = tiny(3, 8, 8);
   c.dropout = 0.1;
@@ -621,6 +624,22 @@ TEST(UNetBlocks, AttentionMatchesNaiveLoops) {
       EXPECT_LT(max_abs_diff(y[b], ref), 1e-4) << "heads " << heads << " batch " << b;
     }
   }
+}
+
+// act() may run SiLU in place only on a tensor nobody else holds: a caller's tensor stays
+// intact (it used to be const_cast and overwritten), a temporary is still reused.
+TEST(UNetBlocks, ActivationNeverOverwritesTheCallersTensor) {
+  c10::InferenceMode inference;
+  const at::Tensor x = at::linspace(-3, 3, 64).reshape({1, 4, 4, 4});
+  const at::Tensor before = x.clone();
+  const at::Tensor y = ddpm::unet_detail::act(x);
+  EXPECT_TRUE(at::equal(x, before)) << "act() overwrote its argument";
+  EXPECT_TRUE(at::allclose(y, before * at::sigmoid(before)));  // SiLU(x) = x σ(x)
+  at::Tensor temp = before.clone();
+  const void* storage = temp.data_ptr();
+  const at::Tensor z = ddpm::unet_detail::act(std::move(temp));
+  EXPECT_EQ(z.data_ptr(), storage) << "a temporary is activated in place";
+  EXPECT_TRUE(at::allclose(z, y));
 }
 
 TEST(UNetBlocks, DownsamplePadsRightAndBottom) {

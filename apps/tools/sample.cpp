@@ -62,7 +62,7 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
   const UNetConfig& mc = loaded.config.model;
   const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
   sampler.prediction = loaded.config.train.prediction;
-  sampler.validate(loaded.schedule.num_timesteps());
+  sampler.validate(loaded.schedule);  // before any work: e.g. ε-prediction at zero terminal SNR
   spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
                loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction));
 

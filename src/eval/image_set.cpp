@@ -117,7 +117,7 @@ class SampledSet : public ImageSet {
       : m_(std::move(model)), sampler_(sampler), n_(n), on_step_(std::move(on_step)) {
     if (n < 1) bad_input("--n", "must be >= 1");
     sampler_.prediction = m_.config.train.prediction;
-    sampler_.validate(m_.schedule.num_timesteps());
+    sampler_.validate(m_.schedule);  // includes the schedule-dependent checks (e.g. zero terminal SNR)
   }
   int64_t size() const override { return n_; }
   int64_t channels() const override { return m_.config.model.image_channels; }

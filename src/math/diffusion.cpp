@@ -60,6 +60,10 @@ at::Tensor q_sample(const NoiseSchedule& s, const at::Tensor& x0, const at::Tens
          NoiseSchedule::extract(s.sqrt_one_minus_alpha_bar, t, nd).to(x0.scalar_type()) * noise;
 }
 
+at::Tensor alpha_bar_at(const NoiseSchedule& s, const at::Tensor& t, int64_t ndim, c10::Device device) {
+  return NoiseSchedule::extract(s.alpha_bar64, t.to(at::kCPU), ndim).to(device);
+}
+
 at::Tensor q_step(const NoiseSchedule& s, const at::Tensor& x_prev, const at::Tensor& t, const at::Tensor& noise) {
   // x_t = √(1 − β_t) x_{t−1} + √β_t ε   (DDPM eq. 2)
   const int64_t nd = ndim_of(x_prev);

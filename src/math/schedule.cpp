@@ -52,10 +52,14 @@ struct Tables {
 };
 
 // β_i = min(1 − γ((i+1)/T) / γ(i/T), 0.999) for a continuous schedule given by ln γ(τ).
+// Normalised kinds (γ(0) = 1) start from γ(0); the kinds defined by their log SNR keep
+// ᾱ_i = γ((i+1)/T) = σ(λ((i+1)/T)) exactly, so they start from ᾱ_{−1} = 1 instead:
+// dividing by γ(0) = σ(λmax) < 1 would push λ of the first steps above λmax.
+enum class Start { Gamma0, One };
 template <class LogGamma>
-std::vector<double> betas_from_log_gamma(int64_t T, LogGamma log_gamma) {
+std::vector<double> betas_from_log_gamma(int64_t T, Start start, LogGamma log_gamma) {
   std::vector<double> beta(T);
-  double prev = log_gamma(0.0);
+  double prev = start == Start::Gamma0 ? log_gamma(0.0) : 0.0;
   for (int64_t i = 0; i < T; ++i) {
     const double next = log_gamma(static_cast<double>(i + 1) / static_cast<double>(T));
     // 1 − γ₁/γ₀ = −expm1(ln γ₁ − ln γ₀); exact where the ratio is close to 1.
@@ -83,7 +87,7 @@ std::vector<double> make_betas(const ScheduleConfig& c) {
   } else if (c.kind == "cosine") {
     // γ(τ) = f(τ)/f(0), f(τ) = cos²((τ+s)/(1+s)·π/2)   (Nichol & Dhariwal 2021, eq. 17)
     const double s = c.cosine_s;
-    beta = betas_from_log_gamma(T, [s](double tau) {
+    beta = betas_from_log_gamma(T, Start::Gamma0, [s](double tau) {
       const double f = std::cos((tau + s) / (1.0 + s) * kPi / 2.0);
       return 2.0 * std::log(std::abs(f));  // f(0) cancels in the ratio
     });
@@ -104,13 +108,13 @@ std::vector<double> make_betas(const ScheduleConfig& c) {
     const double a = std::atan(std::exp(-logsnr_max_of(c) / 2.0));
     const double b = std::atan(std::exp(-logsnr_min_of(c) / 2.0));
     const double shift = c.logsnr_shift;
-    beta = betas_from_log_gamma(T, [=](double tau) {
+    beta = betas_from_log_gamma(T, Start::One, [=](double tau) {
       return log_sigmoid(-2.0 * std::log(std::tan(a + tau * (b - a))) + shift);
     });
   } else if (c.kind == "sigmoid-logsnr") {
     // λ(τ) = λmax + τ(λmin − λmax), γ = σ(λ)   (linear in log SNR)
     const double hi = logsnr_max_of(c), lo = logsnr_min_of(c);
-    beta = betas_from_log_gamma(T, [=](double tau) { return log_sigmoid(hi + tau * (lo - hi)); });
+    beta = betas_from_log_gamma(T, Start::One, [=](double tau) { return log_sigmoid(hi + tau * (lo - hi)); });
   } else {
     bad("unknown kind '" + c.kind + "'");
   }

@@ -25,8 +25,10 @@ inline void variance_scaling_(at::Tensor& w, double scale, int64_t fan_in, int64
 /// Without autograd nothing keeps activations for a backward pass, so they may be overwritten.
 inline bool can_inplace() { return !at::GradMode::is_enabled() || c10::InferenceMode::is_enabled(); }
 
-/// SiLU of a temporary; in place when allowed (its backward would need the input).
-inline at::Tensor act(const at::Tensor& x) { return can_inplace() ? at::silu_(const_cast<at::Tensor&>(x)) : at::silu(x); }
+/// SiLU, taken by value: in place only when nothing else holds x (a temporary passed in)
+/// and no graph is recorded (the backward would need the input); a tensor the caller
+/// still holds is never overwritten.
+inline at::Tensor act(at::Tensor x) { return can_inplace() && x.use_count() == 1 ? at::silu_(x) : at::silu(x); }
 
 class Conv2dImpl : public torch::nn::Cloneable<Conv2dImpl> {
  public:

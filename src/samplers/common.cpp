@@ -4,9 +4,11 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/scalar_tensor.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "samplers/internal.hpp"
 
@@ -22,13 +24,14 @@ std::string shape_string(at::IntArrayRef s) {
 }  // namespace
 
 SamplerRun::SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config,
-                       int64_t n, std::vector<int64_t> image_shape, int64_t first_index, const ProgressFn& progress,
-                       const StepFn& on_step)
+                       int64_t n, std::vector<int64_t> image_shape, int64_t first_index, std::vector<int64_t> kept,
+                       const ProgressFn& progress, const StepFn& on_step)
     : schedule_(schedule),
       denoiser_(denoiser),
       config_(config),
       n_(n),
       noise_(config.seed, first_index, n, image_shape),
+      kept_(std::move(kept)),
       progress_(progress),
       on_step_(on_step) {
   shape_ = {n};
@@ -37,6 +40,14 @@ SamplerRun::SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, 
   alpha_bar_ = to_double_vector(alpha_bar64_);
   alpha_ = to_double_vector(schedule.beta64);
   for (auto& a : alpha_) a = 1.0 - a;
+}
+
+double SamplerRun::alpha(int64_t t) const {
+  const auto it = std::lower_bound(kept_.begin(), kept_.end(), t);
+  if (it == kept_.end() || *it != t) throw std::logic_error("sampler: timestep " + std::to_string(t) + " is not kept");
+  const int64_t before = it == kept_.begin() ? -1 : *(it - 1);
+  if (before == t - 1) return alpha_[static_cast<size_t>(t)];  // consecutive: the original step
+  return alpha_bar(t) / alpha_bar(before);                      // 1 − β' of the respaced process
 }
 
 at::Tensor SamplerRun::noise() { return noise_.next().to(schedule_.device()); }

@@ -1,6 +1,8 @@
 // Annealed Langevin corrector (Song et al. 2021, "Score-Based Generative Modeling through
 // SDEs", Algorithm 5, VP SDE): with the score s = −ε̂/√(1−ᾱ_t) and z ~ N(0, I),
 //   ε = 2 α_t (r ‖z‖ / ‖s‖)²,   x ← x + ε s + √(2ε) z,
+// with α_t that of the process being sampled (1 − β' of the respaced one, not of the
+// T-step schedule: Algorithm 5 takes α_i of the discretisation it runs on),
 // i.e. a Langevin step x ← x + (δ/2) s + √δ z with δ = 2ε, whose signal-to-noise ratio
 // ‖ε s‖ / ‖√(2ε) z‖ is r √α_t. Norms are per image (the reference code averages them
 // over the batch, which would tie an image to its batch).

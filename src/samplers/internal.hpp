@@ -13,16 +13,18 @@ namespace ddpm::detail {
 
 class SamplerRun {
  public:
+  /// `kept`: the timesteps of the process being sampled, ascending.
   SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config, int64_t n,
-             std::vector<int64_t> image_shape, int64_t first_index, const ProgressFn& progress,
-             const StepFn& on_step);
+             std::vector<int64_t> image_shape, int64_t first_index, std::vector<int64_t> kept,
+             const ProgressFn& progress, const StepFn& on_step);
 
   const SamplerConfig& config() const { return config_; }
   int64_t num_timesteps() const { return static_cast<int64_t>(alpha_bar_.size()); }
   /// ᾱ at original index t (float64); t = −1 gives 1 (clean data).
   double alpha_bar(int64_t t) const { return t < 0 ? 1.0 : alpha_bar_[static_cast<size_t>(t)]; }
-  /// α_t = 1 − β_t of the original schedule.
-  double alpha(int64_t t) const { return alpha_[static_cast<size_t>(t)]; }
+  /// α of the process being sampled at kept timestep t: ᾱ_t / ᾱ_{t'}, t' the next smaller kept step
+  /// (ᾱ = 1 below the first); 1 − β_t of the original schedule when t' = t − 1.
+  double alpha(int64_t t) const;
   const std::vector<double>& alpha_bar_table() const { return alpha_bar_; }
   const at::Tensor& alpha_bar64() const { return alpha_bar64_; }
 
@@ -54,7 +56,8 @@ class SamplerRun {
   int64_t n_;
   std::vector<int64_t> shape_;  ///< [n, C, H, W]
   NoiseStream noise_;
-  std::vector<double> alpha_bar_, alpha_;
+  std::vector<double> alpha_bar_, alpha_;  ///< original tables
+  std::vector<int64_t> kept_;
   at::Tensor alpha_bar64_;
   const ProgressFn& progress_;
   const StepFn& on_step_;

@@ -72,6 +72,21 @@ int64_t SamplerConfig::resolved_steps(int64_t T) const {
   return T;
 }
 
+void SamplerConfig::validate(const NoiseSchedule& schedule) const {
+  const int64_t T = schedule.num_timesteps();
+  validate(T);
+  if (prediction != Prediction::Epsilon) return;
+  // ε-prediction cannot give x̂₀ = (x_t − √(1−ᾱ) ε̂)/√ᾱ where ᾱ = 0 (zero terminal SNR,
+  // Lin et al. 2024 §3.2). Trailing spacing, and any spacing with steps = T, visits T−1.
+  const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+  for (int64_t t : timestep_subset(T, resolved_steps(T), spacing))
+    if (ab.data_ptr<double>()[t] <= 0.0)
+      bad("prediction", "epsilon cannot be sampled at timestep " + std::to_string(t) +
+                            ", where alpha_bar = 0 (zero terminal SNR): epsilon carries no information about x0 "
+                            "there; train with v or x0 prediction (--prediction v), or use a schedule without "
+                            "--zero-terminal-snr (--spacing leading skips t = T-1 only with fewer steps than T)");
+}
+
 std::vector<int64_t> SamplerConfig::timesteps(int64_t T) const {
   auto kept = timestep_subset(T, resolved_steps(T), spacing);
   return {kept.rbegin(), kept.rend()};
@@ -91,7 +106,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
                   int64_t channels, int64_t height, int64_t width, int64_t first_index, const ProgressFn& progress,
                   const StepFn& on_step) {
   const int64_t T = schedule.num_timesteps();
-  config.validate(T);
+  config.validate(schedule);
   c10::NoGradGuard no_grad;  // sampling never needs a graph, whatever the denoiser's weights
   if (!denoiser) throw std::invalid_argument("sample: no denoiser given");
   if (n < 1) throw std::invalid_argument("sample: number of images must be at least 1, got " + std::to_string(n));
@@ -102,16 +117,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 
   // The kept timesteps, ascending; all T for plain ancestral sampling.
   const auto kept = timestep_subset(T, config.resolved_steps(T), config.spacing);
-  // ε-prediction cannot give x̂₀ where ᾱ = 0 (zero terminal SNR, Lin et al. 2024 §3.2).
-  if (config.prediction == Prediction::Epsilon) {
-    const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
-    for (int64_t t : kept)
-      if (ab.data_ptr<double>()[t] <= 0.0)
-        throw std::invalid_argument("prediction: epsilon cannot be sampled at timestep " + std::to_string(t) +
-                                    ", where alpha_bar = 0 (zero terminal SNR); use v or x0 prediction, or "
-                                    "--spacing leading");
-  }
-  detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, progress, on_step);
+  detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, kept, progress, on_step);
   at::Tensor x = run.initial();
   switch (config.kind) {
     case SamplerKind::Ddpm: return detail::sample_ancestral(run, kept, x);

@@ -1,8 +1,7 @@
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/util/errors.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
@@ -12,6 +11,7 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
@@ -36,22 +36,13 @@ int64_t step_of(const std::string& name) {
   return std::stoll(digits);
 }
 
-// Makes the file's bytes durable before the rename publishes it.
-void sync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& path, const CheckpointContents& c) {
   if (!c.model) throw std::invalid_argument("save_checkpoint: no model given");
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     auto cu = archive.compilation_unit();
@@ -82,13 +73,16 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
     }
     archive.write("data_epoch", c10::IValue(c.data_state.epoch));
     archive.write("data_position", c10::IValue(c.data_state.position));
-    archive.save_to(tmp);
-    sync_file(tmp);
-    fs::rename(tmp, target);
+    // Serialised in memory first: LibTorch's file writer aborts the process when a write
+    // fails (its destructor throws), so the file itself is written by write_file_atomically.
+    archive.save_to(bytes);
   } catch (const std::exception& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw std::runtime_error("checkpoint '" + path + "': cannot be written: " + first_line(e.what()));
+    throw std::runtime_error("checkpoint '" + path + "': cannot be serialised: " + first_line(e.what()));
+  }
+  try {
+    io::write_file_atomically(path, bytes.str());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "': " + first_line(e.what()));
   }
 }
 

@@ -89,6 +89,12 @@ void Config::validate() const {
   c.schedule.validate();
   c.train.validate();
   c.sample.validate(c.schedule.timesteps);
+  // Checked before training: the run would die at its first sample grid, and no spacing
+  // helps at steps = T (Lin et al. 2024 §3.2: ε is pure noise at ᾱ_{T−1} = 0).
+  if (c.schedule.zero_terminal_snr && c.train.prediction == Prediction::Epsilon)
+    bad("prediction", "epsilon cannot be used with zero-terminal-snr: at t = T-1 alpha_bar = 0, x_t is pure "
+                      "noise and x0 cannot be recovered from a predicted epsilon; use --prediction v (Lin et al. "
+                      "2024) or --prediction x0");
 }
 
 namespace {

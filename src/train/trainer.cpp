@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
@@ -99,16 +100,6 @@ class Autocast {
   bool enabled_, cuda_, previous_ = false;
 };
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write '" + tmp + "'");
-  }
-  fs::rename(tmp, path);
-}
-
 // Drops metrics lines of steps after `step` (written after the checkpoint a run resumes from).
 void truncate_metrics(const std::string& path, int64_t step) {
   std::ifstream in(path);
@@ -120,7 +111,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
     if (std::strtoll(line.c_str() + pos + 7, nullptr, 10) <= step) kept += line + "\n";
   }
   in.close();
-  write_text_atomically(path, kept);
+  io::write_file_atomically(path, kept);
 }
 
 }  // namespace
@@ -218,6 +209,9 @@ StepStats Trainer::train_step() {
     // Uniform t and Gaussian noise from the trainer's CPU stream (device-independent).
     at::Tensor timesteps = at::randint(0, T, {B}, state_->gen, at::TensorOptions().dtype(at::kLong));
     at::Tensor noise = at::randn(x0.sizes(), state_->gen, at::TensorOptions().dtype(at::kFloat));
+    // ᾱ in float64 (as q_sample's coefficients): float32 ᾱ = 0.9999 leaves 1 − ᾱ off by 2e-4.
+    // Gathered from the CPU indices, before they move to the device.
+    const at::Tensor alpha_bar = alpha_bar_at(*schedule_, timesteps, x0.dim(), device_);
     x0 = x0.to(device_);
     noise = noise.to(device_);
     timesteps = timesteps.to(device_);
@@ -225,7 +219,6 @@ StepStats Trainer::train_step() {
       x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
       noise = noise.contiguous(at::MemoryFormat::ChannelsLast);
     }
-    const at::Tensor alpha_bar = NoiseSchedule::extract(schedule_->alpha_bar, timesteps, x0.dim());
     const at::Tensor xt = q_sample(*schedule_, x0, timesteps, noise);  // DDPM eq. 4
     at::Tensor out;
     {
@@ -235,7 +228,8 @@ StepStats Trainer::train_step() {
     out = out.to(at::kFloat);
     const at::Tensor target = training_target(t.prediction, x0, noise, alpha_bar);
     const at::Tensor mse = (out - target).pow(2).mean({1, 2, 3});
-    const at::Tensor weight = loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).reshape({B});
+    const at::Tensor weight =
+        loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).to(at::kFloat).reshape({B});
     const at::Tensor loss = (weight * mse).mean();
     const double value = loss.item<double>();
     if (!std::isfinite(value))
@@ -410,7 +404,7 @@ int64_t Trainer::fit() {
   const auto& t = config_.train;
   if (writes()) {
     fs::create_directories(t.run_dir);
-    write_text_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
+    io::write_file_atomically((fs::path(t.run_dir) / "config.toml").string(), config_to_toml(config_));
     const std::string metrics = (fs::path(t.run_dir) / "metrics.jsonl").string();
     truncate_metrics(metrics, step_);
     state_->metrics.open(metrics, std::ios::app);

@@ -18,6 +18,11 @@ std::string to_string(Prediction prediction);
 /// q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I)  (DDPM eq. 4), reparameterised with `noise`. t: int64 [B].
 at::Tensor q_sample(const NoiseSchedule& s, const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise);
 
+/// ᾱ_t gathered from the float64 table: [B, 1, ..., 1] (ndim dims) float64 on `device`. The
+/// training-side coefficients (target, loss weight) take ᾱ from here, as q_sample takes its
+/// from the float64-derived √ᾱ, √(1−ᾱ): the float32 table keeps few digits of 1 − ᾱ where ᾱ ≈ 1.
+at::Tensor alpha_bar_at(const NoiseSchedule& s, const at::Tensor& t, int64_t ndim, c10::Device device);
+
 /// One Markov step q(x_t | x_{t−1}) = N(√(1 − β_t) x_{t−1}, β_t I)  (DDPM eq. 2).
 at::Tensor q_step(const NoiseSchedule& s, const at::Tensor& x_prev, const at::Tensor& t, const at::Tensor& noise);
 

@@ -43,7 +43,10 @@ std::string to_string(Variance variance);
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::Ddpm;
   int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
-  Spacing spacing = Spacing::Leading;  ///< which timesteps fewer steps keep
+  /// leading | trailing | linspace. Trailing (Lin et al. 2024, Table 2) starts every few-step
+  /// run at the true t = T−1 (leading at 20 of 1000 steps starts at 950); with steps = T all
+  /// three give 0..T−1.
+  Spacing spacing = Spacing::Trailing;
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
   Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
@@ -56,6 +59,9 @@ struct SamplerConfig {
   uint64_t seed = 0;
 
   void validate(int64_t T) const;  ///< throws std::invalid_argument naming the key
+  /// validate(T), and that the prediction gives x̂₀ at every visited timestep: ε cannot
+  /// where ᾱ = 0 (zero terminal SNR). Throws std::invalid_argument naming the option.
+  void validate(const NoiseSchedule& schedule) const;
 
   /// Number of predictor steps actually taken (resolves steps = 0 to the kind's default).
   int64_t resolved_steps(int64_t T) const;
