@@ -9,4 +9,5 @@ int sample_main(int argc, char** argv);
 int schedule_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
 int convert_main(int argc, char** argv);  ///< ddpm-convert (pretrained weights in, diffusers out)
+int eval_main(int argc, char** argv);
 }  // namespace ddpm::cli

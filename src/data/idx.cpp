@@ -72,9 +72,8 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz, const std::string& p
   return out;
 }
 
-}  // namespace
-
-at::Tensor read_idx_images(const std::string& path) {
+// The file's bytes, gunzipped when they start with gzip's magic number.
+std::vector<uint8_t> read_idx_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : -1;
   if (size < 0 || !std::filesystem::is_regular_file(path)) bad(path, "cannot open");
@@ -83,6 +82,29 @@ at::Tensor read_idx_images(const std::string& path) {
   if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
     bad(path, "cannot read");
   if (bytes.size() >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B) bytes = gunzip(bytes, path);
+  return bytes;
+}
+
+}  // namespace
+
+at::Tensor read_idx_labels(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_idx_bytes(path);
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) bad(path, "bad magic number (not an IDX file)");
+  if (bytes[2] != 0x08) bad(path, "element type " + std::to_string(bytes[2]) + " is not unsigned byte (0x08)");
+  if (bytes[3] != 1) bad(path, std::to_string(bytes[3]) + " dimensions, expected 1 (labels)");
+  if (bytes.size() < 8) bad(path, "truncated header");
+  const int64_t n = be32(&bytes[4]);
+  if (n <= 0) bad(path, "no labels");
+  if (bytes.size() != 8 + static_cast<uint64_t>(n))
+    bad(path, "size " + std::to_string(bytes.size()) + " bytes, expected " + std::to_string(8 + n) + " for " +
+                  std::to_string(n) + " labels");
+  at::Tensor labels = at::empty({n}, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(labels.data_ptr<uint8_t>(), bytes.data() + 8, static_cast<size_t>(n));
+  return labels.to(at::kLong);
+}
+
+at::Tensor read_idx_images(const std::string& path) {
+  std::vector<uint8_t> bytes = read_idx_bytes(path);
   // Magic: two zero bytes, the element type (0x08 = unsigned byte), the number of
   // dimensions; then each dimension as a big-endian uint32; then the data.
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) bad(path, "bad magic number (not an IDX file)");

@@ -45,6 +45,10 @@ void TrainConfig::validate() const {
   if (keep_last < 0) bad("keep-last", "must be >= 0 (0 = keep all)");
   if (log_every < 1) bad("log-every", "must be >= 1");
   if (run_dir.empty()) bad("run-dir", "must not be empty");
+  if (eval_every < 0) bad("eval-every", "must be >= 0 (0 = no evaluation)");
+  if (eval_n < 10) bad("eval-n", "must be >= 10");
+  if (eval_every > 0 && (eval_features.empty() || eval_ref.empty()))
+    bad("eval-every", "needs --eval-features and --eval-ref");
 }
 
 std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {

@@ -317,6 +317,16 @@ std::vector<ConfigKey> build() {
       .operational = true;
   t.string("run-dir", FIELD(train.run_dir), "Run directory: config.toml, checkpoints/, samples/, metrics.jsonl")
       .operational = true;
+  t.integer("eval-every", FIELD(train.eval_every), 0, 1e15,
+            "Steps between sample-quality evaluations (FID, KID, precision/recall into metrics.jsonl); 0 = none")
+      .operational = true;
+  t.integer("eval-n", FIELD(train.eval_n), 10, 1e9, "Samples per evaluation").operational = true;
+  t.string("eval-features", FIELD(train.eval_features),
+           "Feature network for evaluations: a ddpm-eval fit-classifier file or a TorchScript file")
+      .operational = true;
+  t.string("eval-ref", FIELD(train.eval_ref),
+           "Reference for evaluations: statistics (.npz, FID only) or images (folder, idx:FILE)")
+      .operational = true;
 
   // ---------------------------------------------------------------- Sampling (the grids' sampler)
   // ddpm-sample binds the same keys with sample-steps → steps and sample-seed → seed.

@@ -27,6 +27,12 @@
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/samplers/sampler.hpp"
+#include "ddpm/eval/features.hpp"
+#include "ddpm/eval/image_set.hpp"
+#include "ddpm/eval/kid.hpp"
+#include "ddpm/eval/precision_recall.hpp"
+#include "ddpm/eval/stats.hpp"
+#include "ddpm/eval/stats_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -128,6 +134,10 @@ struct Trainer::State {
   at::Generator gen;
   std::unique_ptr<DataLoader> loader;
   std::ofstream metrics;
+  // Evaluation (eval-every): the feature network and the reference, loaded at the first one.
+  std::unique_ptr<eval::FeatureNetwork> eval_net;
+  eval::FeatureStats eval_ref_stats;
+  at::Tensor eval_ref_features;  // undefined when eval-ref is a statistics file
   // Metrics window since the last line.
   double window_loss = 0;
   int64_t window_steps = 0, window_images = 0;
@@ -346,6 +356,84 @@ std::string Trainer::save_samples() {
   return path;
 }
 
+namespace {
+// The evaluation's feature network and reference statistics (and features, for KID and
+// precision/recall, when the reference is an image set). Checks that the network takes the
+// model's images and that its features have the reference's dimension, so a bad
+// --eval-features/--eval-ref fails before training rather than at the first evaluation.
+void load_eval_reference(const Config& config, c10::Device device, std::unique_ptr<eval::FeatureNetwork>& net,
+                         eval::FeatureStats& stats, at::Tensor& features) {
+  const auto& t = config.train;
+  const auto& m = config.model;
+  net = eval::load_feature_network(t.eval_features, {}, device);
+  const int64_t dim = net->features(at::zeros({1, m.image_channels, m.image_height, m.image_width}, at::kByte)).size(1);
+  const std::string& ref = t.eval_ref;
+  if (ref.size() > 4 && ref.compare(ref.size() - 4, 4, ".npz") == 0) {
+    stats = eval::read_stats_npz(ref);
+  } else {
+    auto set = eval::open_image_set(ref, {}, m.image_channels);
+    if (set->height() != m.image_height || set->width() != m.image_width)
+      throw std::invalid_argument("eval-ref '" + ref + "': images are " + std::to_string(set->height()) + "x" +
+                                  std::to_string(set->width()) + ", the model's " + std::to_string(m.image_height) +
+                                  "x" + std::to_string(m.image_width));
+    features = eval::compute_features(*net, *set);
+    stats = eval::compute_stats(features);
+  }
+  if (stats.dim() != dim)
+    throw std::invalid_argument("eval-ref '" + ref + "': " + std::to_string(stats.dim()) + "-d statistics, but " +
+                                net->describe() + " gives " + std::to_string(dim) + "-d features");
+}
+}  // namespace
+
+std::string Trainer::evaluate() {
+  const auto& t = config_.train;
+  if (!writes()) return "";
+  if (t.eval_features.empty() || t.eval_ref.empty())
+    throw std::invalid_argument("eval-every: needs --eval-features and --eval-ref");
+  const auto start = std::chrono::steady_clock::now();
+  if (!state_->eval_net)
+    load_eval_reference(config_, device_, state_->eval_net, state_->eval_ref_stats, state_->eval_ref_features);
+  c10::NoGradGuard no_grad;
+  ema_model_->eval();
+  const auto& m = config_.model;
+  const bool bf16 = t.bf16;
+  Denoiser denoiser = [this, bf16](const at::Tensor& x, const at::Tensor& ts) {
+    Autocast autocast(bf16, device_);
+    at::Tensor out = ema_model_->forward(x, ts).to(at::kFloat);
+    return out.size(1) == config_.model.image_channels ? out : out.narrow(1, 0, config_.model.image_channels);
+  };
+  std::vector<at::Tensor> features;
+  const int64_t batch = std::min<int64_t>(t.eval_n, 250);
+  for (int64_t first = 0; first < t.eval_n; first += batch) {
+    const int64_t count = std::min(batch, t.eval_n - first);
+    at::Tensor x = sample(*schedule_, denoiser, config_.sample, count, m.image_channels, m.image_height,
+                          m.image_width, first);
+    features.push_back(state_->eval_net->features(eval::to_uint8_images(x)));
+  }
+  at::Tensor fake = at::cat(features);
+  const double fid = eval::frechet_distance(state_->eval_ref_stats, eval::compute_stats(fake));
+  std::string line = fmt::format("{{\"step\":{},\"fid\":{}", step_, fid);
+  std::string summary = fmt::format("eval step {}: FID {:.4f}", step_, fid);
+  if (state_->eval_ref_features.defined()) {
+    const eval::KidResult kid = eval::kernel_inception_distance(state_->eval_ref_features, fake);
+    const eval::PrecisionRecall pr = eval::precision_recall(state_->eval_ref_features, fake);
+    line += fmt::format(",\"kid\":{},\"kid_std\":{},\"precision\":{},\"recall\":{}", kid.mean, kid.std,
+                        pr.precision, pr.recall);
+    summary += fmt::format("  KID {:.5f}  precision {:.3f}  recall {:.3f}", kid.mean, pr.precision, pr.recall);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string features_desc = state_->eval_net->describe();
+  std::string escaped;
+  for (char c : features_desc) escaped += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  line += fmt::format(",\"eval_n\":{},\"eval_seconds\":{:.1f},\"eval_features\":\"{}\"}}\n", t.eval_n, seconds, escaped);
+  if (state_->metrics.is_open()) {
+    state_->metrics << line;
+    state_->metrics.flush();
+  }
+  event(summary + fmt::format(" ({} samples, {}, {:.0f} s)", t.eval_n, features_desc, seconds));
+  return line;
+}
+
 void Trainer::write_metrics(const StepStats& stats, double mean_loss, double images_per_s) {
   if (!state_->metrics.is_open()) return;
   state_->metrics << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"images_per_s\":{:.2f}}}\n",
@@ -373,6 +461,8 @@ int64_t Trainer::fit() {
     state_->metrics.open(metrics, std::ios::app);
     if (!state_->metrics) throw std::runtime_error("'" + metrics + "': cannot be opened for appending");
   }
+  if (t.eval_every > 0 && writes() && !state_->eval_net)
+    load_eval_reference(config_, device_, state_->eval_net, state_->eval_ref_stats, state_->eval_ref_features);
   const int64_t first = step_;
   // A resumed run already has the checkpoint of its current step.
   int64_t saved = step_ > 0 ? step_ : -1, sampled = -1;
@@ -411,6 +501,7 @@ int64_t Trainer::fit() {
       save_samples();
       sampled = step_;
     }
+    if (t.eval_every > 0 && step_ % t.eval_every == 0) evaluate();
   }
   if (options_.stop && options_.stop->load()) stopped = true;
   if (step_ == first) return 0;

@@ -62,6 +62,9 @@ std::shared_ptr<Dataset> make_tensor_dataset(const at::Tensor& images_nchw_uint8
 /// not) into a uint8 tensor [N, 1, rows, cols]. Throws std::invalid_argument naming
 /// the file on a bad magic number, type, dimension count or size.
 at::Tensor read_idx_images(const std::string& path);
+/// Reads an IDX label file: unsigned bytes, 1 dimension [N] (gzip or not), as int64 [N].
+/// Throws std::invalid_argument naming the file like read_idx_images.
+at::Tensor read_idx_labels(const std::string& path);
 
 /// Where the loader is: the epoch and the index, within that epoch's shuffled order,
 /// of the next sample to be drawn. Saved in checkpoints to resume exactly.

@@ -47,6 +47,13 @@ struct TrainConfig {
   int64_t keep_last = 3;        ///< checkpoints kept; 0 = all (keep-last)
   int64_t log_every = 100;      ///< steps per metrics line / log line (log-every)
   std::string run_dir = "runs/ddpm";  ///< (run-dir)
+  /// Sample quality during training (ddpm-eval's metrics, rank 0): every eval-every steps,
+  /// eval-n samples from the EMA weights against eval-ref with the eval-features network;
+  /// FID (and KID, precision/recall when eval-ref is an image set) go to metrics.jsonl.
+  int64_t eval_every = 0;       ///< 0 = never (eval-every)
+  int64_t eval_n = 1000;        ///< samples per evaluation (eval-n)
+  std::string eval_features;    ///< a ddpm-eval classifier or a TorchScript file (eval-features)
+  std::string eval_ref;         ///< a statistics .npz, or images: a folder or idx:FILE (eval-ref)
 
   EmaOptions ema_options() const;
   /// Throws std::invalid_argument naming the key.

@@ -90,6 +90,10 @@ class Trainer {
   std::string save_samples();
   /// Samples n images from the EMA weights (float [n,C,H,W] in [−1, 1], CPU).
   at::Tensor sample_images(int64_t n);
+  /// Samples eval-n images (noise indices 0..n−1) and measures them against eval-ref with the
+  /// eval-features network (see TrainConfig). Appends {"step", "fid", ...} to metrics.jsonl
+  /// and returns that JSON line. Rank 0 only; others return "".
+  std::string evaluate();
 
   int64_t step() const { return step_; }
   double lr_at(int64_t step) const;  ///< learning rate of the step after `step` steps
