@@ -7,6 +7,7 @@
 
 #include "ddpm/io/toml.hpp"
 #include "ddpm/train/config.hpp"
+#include "tools/options.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -155,6 +156,40 @@ TEST(ConfigToml, FileErrorsNameTheFileAndTheLine) {
     EXPECT_NE(std::string(e.what()).find("line 3"), std::string::npos) << e.what();
   }
   EXPECT_THROW(ddpm::config_from_file(dir), std::invalid_argument);  // a directory is not a config
+}
+
+}  // namespace
+
+namespace {
+
+// Issue 18 items 8 and 12: out-of-range numbers are refused (never clamped), and range errors
+// are short and name the option.
+TEST(ConfigOptions, OutOfRangeNumbersAreRefusedWithAShortMessage) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--steps", "99999999999999999999"}, "--steps: must be in [1, 1000000000000000] (got 99999999999999999999)"},
+      {{"--seed", "-1"}, "--seed: must be a non-negative integer (got -1)"},
+      {{"--seed", "18446744073709551616"}, "--seed: must be at most 18446744073709551615"},
+      {{"--batch-size", "0"}, "--batch-size: must be in [1, 65536] (got 0)"},
+      {{"--lr", "-1"}, "--lr: must be >= 0 (got -1)"},
+      {{"--timesteps", "1000000000"}, "--timesteps: must be in [2, 100000] (got 1000000000)"},
+      {{"--sample-n", "100000000"}, "--sample-n: must be in [1, 4096] (got 100000000)"},
+      {{"--eta", "nan"}, "--eta: must be a number (got 'nan')"},
+      {{"--sampler", "euler"}, "--sampler: must be one of ddpm, ddim, dpm++2m (got 'euler')"},
+  };
+  for (const auto& [args, message] : cases) {
+    try {
+      ddpm::cli::config_from_args(args);
+      ADD_FAILURE() << args[0] << " " << args[1] << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(message), std::string::npos) << what;
+      EXPECT_LT(what.size(), 120u) << what;
+    }
+  }
+  // In range: accepted as given, no clamping.
+  const ddpm::Config c = ddpm::cli::config_from_args({"--steps", "1000000000000000", "--seed", "18446744073709551615"});
+  EXPECT_EQ(c.train.steps, 1000000000000000);
+  EXPECT_EQ(c.train.seed, 18446744073709551615ull);
 }
 
 }  // namespace

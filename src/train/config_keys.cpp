@@ -19,8 +19,12 @@ std::string show(double v) {
 }
 
 std::string range_text(const ConfigKey& k) {
-  if (k.max >= 1e300) return ">= " + show(k.min);
-  return "in [" + show(k.min) + ", " + show(k.max) + "]";
+  // Integer keys print their bounds as integers ("in [2, 100000]", not "1e+05").
+  auto bound = [&](double v) {
+    return k.type == KeyType::Integer ? std::to_string(static_cast<int64_t>(v)) : show(v);
+  };
+  if (k.max >= 1e300) return ">= " + bound(k.min);
+  return "in [" + bound(k.min) + ", " + bound(k.max) + "]";
 }
 
 int64_t parse_int(const ConfigKey& k, const std::string& text) {
