@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
+#include "ddpm/io/crc32.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm {
@@ -21,20 +22,7 @@ namespace {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) { bad_input("IDX file '" + path + "'", what); }
 
-uint32_t crc32(const uint8_t* data, size_t n) {
-  static const auto table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
+uint32_t crc32(const uint8_t* data, size_t n) { return ddpm::crc32_update(0, data, n); }
 
 uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 uint32_t be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }

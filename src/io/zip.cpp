@@ -1,5 +1,7 @@
 #include "io/zip.hpp"
 
+#include "ddpm/io/crc32.hpp"
+
 #include <stb_image.h>
 
 #include <algorithm>
@@ -30,20 +32,7 @@ void put32(std::vector<uint8_t>& out, uint32_t v) {
 
 }  // namespace
 
-uint32_t crc32(const uint8_t* data, size_t n) {
-  static const auto table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
+uint32_t crc32(const uint8_t* data, size_t n) { return ddpm::crc32_update(0, data, n); }
 
 void ZipReader::fail(const std::string& why) const { throw std::invalid_argument(what_ + ": " + why); }
 
