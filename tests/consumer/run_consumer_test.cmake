@@ -8,9 +8,10 @@ function(run)
   endif()
 endfunction()
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
-run(${CMAKE_COMMAND} -S ${CONSUMER_SRC} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
-    # LibTorch's own prefix too: its TorchConfig would otherwise take a system libtorch.so.
-    "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix;${TORCH_PREFIX}" "-DTorch_DIR=${TORCH_DIR}")
+# LibTorch's own prefix too: its TorchConfig would otherwise take a system libtorch.so. Passed
+# through the environment (':'-separated): a ';' inside one argument would be split by run().
+run(${CMAKE_COMMAND} -E env "CMAKE_PREFIX_PATH=${WORK_DIR}/prefix:${TORCH_PREFIX}"
+    ${CMAKE_COMMAND} -S ${CONSUMER_SRC} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release "-DTorch_DIR=${TORCH_DIR}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)
 if(NOT EXISTS ${WORK_DIR}/consumer-grid.png)
