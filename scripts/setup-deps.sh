@@ -9,7 +9,8 @@ if [ "${1:-}" = "--torch2" ]; then
 fi
 
 packages=(cmake g++ make ccache python3-venv pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
-          libgloo-dev libopenblas0-pthread dataset-fashion-mnist)
+          libgloo-dev libopenblas0-pthread dataset-fashion-mnist
+          python3-torch iproute2)  # torchrun and ip netns: the data-parallel tests
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

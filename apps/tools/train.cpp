@@ -1,7 +1,10 @@
 // ddpm-train: trains a DDPM on a folder of images or an IDX file into a run directory.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <csignal>
 #include <iterator>
 #include <cstdio>
@@ -18,6 +21,7 @@
 
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
+#include "tools/local_launch.hpp"
 #include "tools/options.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/progress.hpp"
@@ -29,6 +33,9 @@
 #include "ddpm/models/unet.hpp"
 #include "ddpm/train/config_keys.hpp"
 #include "ddpm/train/run_lock.hpp"
+#include "ddpm/train/data_parallel.hpp"
+#include "ddpm/dist/launch.hpp"
+#include "ddpm/dist/process_group.hpp"
 
 namespace ddpm::cli {
 namespace {
@@ -45,6 +52,11 @@ extern "C" void on_signal(int sig) {
 
 struct Flags {
   bool resume = false;
+  bool resume_auto = false;  // --resume auto: resume if the run has a checkpoint, else start
+  std::string resume_mode;   // the value of --resume ("" or "auto")
+  CLI::Option* resume_option = nullptr;
+  double dist_timeout = 1800;
+  int nproc_per_node = 0;
   bool dry_run = false;
   std::string resume_from;  // an explicit (possibly older) checkpoint
 };
@@ -70,9 +82,27 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
                            "line override it");
   else
     app.add_option("--config", "");
-  app.add_flag("--resume", flags.resume,
-               "Continue the run in --run-dir from its latest checkpoint, exactly, with the config stored in it "
-               "(options on the command line override it, e.g. --steps to train longer)")
+  flags.resume_option = app.add_option("--resume", flags.resume_mode,
+                 "Continue the run in --run-dir from its latest checkpoint, exactly, with the config stored in it "
+                 "(options on the command line override it, e.g. --steps to train longer). '--resume auto': "
+                 "resume when the run directory has a checkpoint, start the run otherwise (for torchrun "
+                 "--max-restarts and requeued jobs; the command line may repeat the run's own options)")
+      ->expected(0, 1)
+      ->configurable(false)
+      ->check([](const std::string& v) {
+        return v.empty() || v == "auto" ? std::string() : "expected no value or 'auto' (got '" + v + "')";
+      });
+  app.add_option("--dist-timeout", flags.dist_timeout,
+                 "Data parallel: seconds a rank waits for the others in the rendezvous and in every collective "
+                 "(a lost rank is reported at once; a hung one after this). Must exceed rank 0's sampling and "
+                 "evaluation time")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e6))
+      ->configurable(false);
+  app.add_option("--nproc-per-node", flags.nproc_per_node,
+                 "Start this many local ranks (processes) on this machine, as torchrun --nproc-per-node does; "
+                 "CPU threads are shared out between them")
+      ->check(CLI::Range(1, 1024))
       ->configurable(false);
   app.add_option("--resume-from", flags.resume_from,
                  "Continue the run in --run-dir from this checkpoint (may be older than the latest: the newer "
@@ -83,8 +113,11 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
 }
 
 // The resume pass: the checkpoint's config with the command line on top.
-Config config_for_resume(const std::string& toml, int argc, char** argv) {
+// `automatic` (--resume auto, where a restarted job repeats its whole command line): --config is
+// not read, and model/data options may be given if they equal the run's.
+Config config_for_resume(const std::string& toml, int argc, char** argv, bool automatic) {
   Config config = config_from_toml(toml);
+  const Config stored = config;
   RuntimeOptions runtime;
   Flags flags;
   CLI::App app;
@@ -93,6 +126,14 @@ Config config_for_resume(const std::string& toml, int argc, char** argv) {
     app.parse(argc, argv);
     for (const CLI::Option* o : app.get_options()) {
       if (o->count() == 0 || operational(*o)) continue;
+      if (automatic) {
+        const ConfigKey* key = find_config_key(o->get_single_name());
+        if (!key) continue;  // --config: the run's stored config is used instead
+        if (key->get(config) == key->get(stored)) continue;
+        throw std::invalid_argument("--resume auto: --" + key->name + " " + key->get(config) +
+                                    " differs from the run's own (" + key->get(stored) +
+                                    "); a resumed run cannot change it (start a new --run-dir)");
+      }
       if (o->get_single_name() == "config")
         throw std::invalid_argument("--resume: --config is not read when resuming (the run's config is stored in its "
                                     "checkpoint); drop it, or start a new --run-dir");
@@ -136,42 +177,99 @@ std::string pick_resume_checkpoint(const std::string& run_dir, const std::string
   return chosen;
 }
 
-int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flags, int argc, char** argv) {
+// What rank 0 decided about the run directory, sent to the other ranks (they share its file
+// system): resume from step N, start afresh, or stop (rank 0 reports why).
+constexpr int64_t kStartFresh = -1, kRankZeroFailed = -2;
+
+int64_t agree(dist::ProcessGroup& group, int64_t value) {
+  if (group.world_size() == 1) return value;
+  at::Tensor t = at::full({1}, value, at::TensorOptions().dtype(at::kLong));
+  group.broadcast(t, 0);
+  return t.item<int64_t>();
+}
+
+int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, int argc, char** argv) {
+  const dist::LaunchInfo launch = dist::launch_from_environment();
+  const bool leader = launch.rank == 0;
+  RuntimeOptions runtime = runtime_in;
+  if (launch.distributed() && runtime.threads == 0)  // share the cores between this machine's ranks
+    runtime.threads = static_cast<int>(std::max<int64_t>(
+        1, static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency())) / launch.local_world_size));
+  if (!leader && runtime.log_level == "info") runtime.log_level = "warn";  // one log: rank 0's
   const c10::Device device = apply_runtime(runtime);
+  if (launch.distributed() && device.is_cuda())
+    throw std::invalid_argument("--device " + device.str() + ": data parallel on CUDA needs NCCL, which this build "
+                                "does not have yet; use --device cpu (Gloo)");
   Config config = parsed;
   std::string resume_from;
   const std::string run_dir = config.train.run_dir;
-  const bool resume = flags.resume || !flags.resume_from.empty();
+  flags.resume = flags.resume_option && flags.resume_option->count() > 0;
+  flags.resume_auto = flags.resume && flags.resume_mode == "auto";
+  bool resume = flags.resume || !flags.resume_from.empty();
+  if (flags.resume_auto && flags.resume_from.empty() && list_checkpoints(run_dir).empty()) {
+    resume = false;
+    if (leader) spdlog::info("--resume auto: run directory {} has no checkpoint; starting the run", run_dir);
+  }
   std::unique_ptr<RunLock> lock;
   if (resume && !std::filesystem::is_directory(run_dir))
     throw std::invalid_argument("--resume: run directory '" + run_dir + "' does not exist");
+
+  std::unique_ptr<dist::ProcessGroup> group;
   if (!flags.dry_run) {
-    // One writer per run directory, before anything in it is read for writing or moved.
-    lock = std::make_unique<RunLock>(run_dir);
-    if (lock->stale_pid() > 0)
-      spdlog::info("run directory {}: taking over the stale lock of pid {} (no longer running)", run_dir,
-                   lock->stale_pid());
+    if (launch.distributed())
+      spdlog::info("rank {} of {} ({}): joining the group at {}:{}", launch.rank, launch.world_size,
+                   dist::to_string(launch.launcher), launch.master_addr, launch.master_port);
+    group = launch.distributed()
+                ? std::make_unique<dist::ProcessGroup>(
+                      launch, std::chrono::milliseconds(static_cast<int64_t>(flags.dist_timeout * 1000)))
+                : std::make_unique<dist::ProcessGroup>();
   }
-  const std::string stored_config = (std::filesystem::path(run_dir) / "config.toml").string();
-  if (resume && flags.resume_from.empty() && list_checkpoints(run_dir).empty() &&
-      std::filesystem::is_regular_file(stored_config)) {
-    // Stopped (killed) before its first checkpoint: start it again from step 0 with its config.
-    spdlog::warn("--resume: run directory {} has no checkpoint yet; starting it again from step 0 with its {}",
-                 run_dir, stored_config);
-    std::ifstream in(stored_config);
-    const std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    config = config_for_resume(toml, argc, argv);
-  } else if (resume) {
-    resume_from = pick_resume_checkpoint(run_dir, flags.resume_from);
+
+  // Rank 0 alone locks the run directory, picks the checkpoint (moving later ones aside) and
+  // refuses a run that would overwrite another; the others follow its decision.
+  int64_t decision = kStartFresh;
+  try {
+    if (leader && !flags.dry_run) {
+      lock = std::make_unique<RunLock>(run_dir);
+      if (lock->stale_pid() > 0)
+        spdlog::info("run directory {}: taking over the stale lock of pid {} (no longer running)", run_dir,
+                     lock->stale_pid());
+    }
+    const std::string stored_config = (std::filesystem::path(run_dir) / "config.toml").string();
+    if (resume && flags.resume_from.empty() && list_checkpoints(run_dir).empty() &&
+        std::filesystem::is_regular_file(stored_config)) {
+      // Stopped (killed) before its first checkpoint: start it again from step 0 with its config.
+      if (leader)
+        spdlog::warn("--resume: run directory {} has no checkpoint yet; starting it again from step 0 with its {}",
+                     run_dir, stored_config);
+      std::ifstream in(stored_config);
+      const std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      config = config_for_resume(toml, argc, argv, flags.resume_auto);
+    } else if (resume) {
+      if (leader) {
+        resume_from = pick_resume_checkpoint(run_dir, flags.resume_from);
+        decision = CheckpointReader(resume_from).step();
+      }
+    } else if (leader && !flags.dry_run && !latest_checkpoint(run_dir).empty()) {
+      throw std::invalid_argument("--run-dir '" + run_dir +
+                                  "' already holds checkpoints: pass --resume to continue it, or choose another "
+                                  "--run-dir");
+    }
+  } catch (...) {
+    if (group) agree(*group, kRankZeroFailed);
+    throw;
+  }
+  if (group) decision = agree(*group, decision);
+  if (decision == kRankZeroFailed)
+    throw std::invalid_argument("rank 0 could not start the run (its log says why)");
+  if (resume && decision >= 0) {
+    if (!leader) resume_from = flags.resume_from.empty() ? checkpoint_path(run_dir, decision) : flags.resume_from;
     const CheckpointReader reader(resume_from);
-    config = config_for_resume(reader.config_toml(), argc, argv);
+    config = config_for_resume(reader.config_toml(), argc, argv, flags.resume_auto);
     if (config.train.steps < reader.step())
       throw std::invalid_argument(fmt::format("--steps {}: the run is already at step {} ({}); pass --steps greater "
                                               "than {} to train longer",
                                               config.train.steps, reader.step(), resume_from, reader.step()));
-  } else if (!flags.dry_run && !latest_checkpoint(run_dir).empty()) {
-    throw std::invalid_argument("--run-dir '" + run_dir +
-                                "' already holds checkpoints: pass --resume to continue it, or choose another --run-dir");
   }
   config.resolve();
 
@@ -190,7 +288,9 @@ int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flag
   std::shared_ptr<Dataset> dataset = open_dataset(config.data);
   config.set_shape(dataset->channels(), dataset->height(), dataset->width());
 
+  DataParallel data_parallel(*group);
   TrainerOptions options;
+  data_parallel.configure(options);
   options.stop = &g_stop;
   std::unique_ptr<Progress> progress;
   options.on_event = [&progress](const std::string& message) {
@@ -204,26 +304,43 @@ int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flag
   };
   Trainer trainer(config, dataset, device, options);
   if (!resume_from.empty()) trainer.resume(resume_from);
+  data_parallel.attach(trainer);
 
   const auto& t = trainer.config().train;
-  spdlog::info("model: {} parameters, {}×{}×{} images; {} steps of batch {}{} on {}; run directory {}",
+  spdlog::info("model: {} parameters, {}×{}×{} images; {} steps of batch {}{}{} on {}; run directory {}",
                count_parameters(*trainer.model()), config.model.image_channels, config.model.image_height,
                config.model.image_width, t.steps, t.batch_size,
-               t.grad_accum > 1 ? fmt::format(" × {} accumulated", t.grad_accum) : std::string(), device.str(),
-               t.run_dir);
+               t.grad_accum > 1 ? fmt::format(" × {} accumulated", t.grad_accum) : std::string(),
+               launch.distributed() ? fmt::format(" ({} per rank × {} ranks, {} threads each)",
+                                                  t.batch_size / launch.world_size, launch.world_size,
+                                                  at::get_num_threads())
+                                    : std::string(),
+               device.str(), t.run_dir);
 
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  progress = std::make_unique<Progress>("train", t.steps, trainer.step(), t.batch_size * t.grad_accum, t.log_every);
-  trainer.fit();
-  progress->finish();
+  if (leader)
+    progress = std::make_unique<Progress>("train", t.steps, trainer.step(), t.batch_size * t.grad_accum, t.log_every);
+  const auto fit_start = std::chrono::steady_clock::now();
+  const int64_t done = trainer.fit();
+  const double fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - fit_start).count();
+  if (progress) progress->finish();
   progress.reset();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (launch.distributed() && done > 0) {
+    const dist::ReducerStats r = data_parallel.stats();
+    spdlog::info("data parallel: {} ranks, {:.1f} ms per step; gradient all-reduce in {} buckets, {:.1f} ms per step "
+                 "on the wire, {:.0f}% of it hidden behind backward",
+                 launch.world_size, 1000.0 * fit_seconds / static_cast<double>(done), data_parallel.bucket_count(),
+                 r.steps > 0 ? 1000.0 * r.window_seconds / static_cast<double>(r.steps) : 0.0,
+                 100.0 * r.hidden_fraction());
+  }
+  if (!leader) return 0;
   if (g_stop && latest_checkpoint(t.run_dir).empty()) {
     spdlog::info("interrupted before the first step finished: nothing saved");
-  } else if (g_stop) {
+  } else if (g_stop || trainer.step() < t.steps) {
     spdlog::info("interrupted at step {}: checkpoint saved; continue with --resume --run-dir {}", trainer.step(),
                  t.run_dir);
   } else {
@@ -246,7 +363,10 @@ int train_main(int argc, char** argv) {
   RuntimeOptions runtime;
   Flags flags;
   add_all_options(app, config, runtime, flags, /*config_file=*/true);
-  return run_app(app, argc, argv, [&] { return train(config, runtime, flags, argc, argv); });
+  return run_app(app, argc, argv, [&] {
+    if (flags.nproc_per_node > 0) return run_local_ranks(flags.nproc_per_node, argc, argv);
+    return train(config, runtime, flags, argc, argv);
+  });
 }
 
 }  // namespace ddpm::cli
