@@ -2,8 +2,12 @@
 
 #include <ATen/ATen.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ddpm/util/errors.hpp"
 
@@ -19,24 +23,99 @@ namespace ddpm::dist {
 
 namespace {
 
-[[noreturn]] void lost(const std::string& what, const std::exception& e) {
-  throw std::runtime_error("distributed " + what + " failed (a rank exited or the timeout passed): " +
+// Every rank bumps a counter in the store twice a second from its own connection, so that when a
+// collective fails the survivors can say which rank went silent (Gloo's error names a socket).
+class Heartbeat {
+ public:
+  Heartbeat(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t world, bool agent_store)
+      : store_(std::move(store)), rank_(rank), world_(world), agent_store_(agent_store) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  // " (rank 2 is gone: ...)" or "" when every rank is still beating.
+  std::string who_is_lost() {
+    std::vector<int64_t> before, after;
+    if (!read(before)) return unreachable();
+    std::this_thread::sleep_for(kSilence);
+    if (!read(after)) return unreachable();
+    std::string lost;
+    for (int64_t r = 0; r < world_; ++r)
+      if (r != rank_ && after[r] == before[r]) lost += (lost.empty() ? "" : ", ") + std::to_string(r);
+    if (lost.empty()) return "";
+    return " (lost: rank " + lost + ", no heartbeat for " + std::to_string(kSilence.count()) + " ms)";
+  }
+
+ private:
+  static constexpr std::chrono::milliseconds kBeat{500}, kSilence{1500};
+  static std::string key(int64_t r) { return "ddpm/heartbeat/" + std::to_string(r); }
+
+  std::string unreachable() const {
+    return agent_store_ ? " (the rendezvous store is unreachable)"
+                        : " (lost: rank 0, whose rendezvous store no longer answers)";
+  }
+  bool read(std::vector<int64_t>& beats) {
+    beats.assign(static_cast<size_t>(world_), 0);
+    try {
+      std::lock_guard<std::mutex> lock(store_mutex_);
+      for (int64_t r = 0; r < world_; ++r)
+        if (r != rank_) beats[static_cast<size_t>(r)] = store_->add(key(r), 0);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  void run() {
+    std::unique_lock<std::mutex> lock(wake_mutex_);
+    while (!stop_) {
+      try {
+        std::lock_guard<std::mutex> store_lock(store_mutex_);
+        store_->add(key(rank_), 1);
+      } catch (const std::exception&) {
+        // The store is gone (rank 0 ended): nothing to report to.
+      }
+      wake_.wait_for(lock, kBeat, [this] { return stop_; });
+    }
+  }
+
+  c10::intrusive_ptr<c10d::Store> store_;
+  int64_t rank_, world_;
+  bool agent_store_;
+  std::mutex store_mutex_, wake_mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+[[noreturn]] void lost(const std::string& what, const std::exception& e, Heartbeat* heartbeat) {
+  const std::string who = heartbeat ? heartbeat->who_is_lost() : "";
+  throw std::runtime_error("distributed " + what + " failed" +
+                           (who.empty() ? " (a rank exited or the timeout passed)" : who) + ": " +
                            first_line(e.what()));
 }
 
 class GlooPending : public Pending {
  public:
-  explicit GlooPending(c10::intrusive_ptr<c10d::Work> work) : work_(std::move(work)) {}
+  GlooPending(c10::intrusive_ptr<c10d::Work> work, std::shared_ptr<Heartbeat> heartbeat)
+      : work_(std::move(work)), heartbeat_(std::move(heartbeat)) {}
   void wait() override {
     try {
       work_->wait();
     } catch (const std::exception& e) {
-      lost("all-reduce", e);
+      lost("all-reduce", e, heartbeat_.get());
     }
   }
 
  private:
   c10::intrusive_ptr<c10d::Work> work_;
+  std::shared_ptr<Heartbeat> heartbeat_;
 };
 
 bool loopback(const std::string& host) { return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"; }
@@ -46,6 +125,10 @@ bool loopback(const std::string& host) { return host == "localhost" || host.rfin
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  std::shared_ptr<Heartbeat> heartbeat;
+  ~Impl() {
+    heartbeat.reset();  // before the store it writes to
+  }
 };
 
 ProcessGroup::ProcessGroup(const LaunchInfo& info, std::chrono::milliseconds timeout)
@@ -75,6 +158,17 @@ ProcessGroup::ProcessGroup(const LaunchInfo& info, std::chrono::milliseconds tim
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, static_cast<int>(info.rank),
                                                                static_cast<int>(info.world_size), options);
+    // The heartbeat's own client connection (a store client is not shared between threads).
+    c10d::TCPStoreOptions beat_opts;
+    beat_opts.port = opts.port;
+    beat_opts.isServer = false;
+    beat_opts.waitWorkers = false;
+    beat_opts.timeout = std::chrono::milliseconds(5000);
+    c10::intrusive_ptr<c10d::Store> beat_store = c10::make_intrusive<c10d::TCPStore>(info.master_addr, beat_opts);
+    if (info.agent_store)
+      beat_store =
+          c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(info.restart_count), beat_store);
+    impl_->heartbeat = std::make_shared<Heartbeat>(beat_store, info.rank, info.world_size, info.agent_store);
   } catch (const std::exception& e) {
     throw std::runtime_error("distributed: cannot join the group of " + std::to_string(info.world_size) +
                              " ranks at " + info.master_addr + ":" + std::to_string(info.master_port) + " as rank " +
@@ -91,9 +185,9 @@ std::unique_ptr<Pending> ProcessGroup::all_reduce_sum_async(at::Tensor& tensor) 
   if (!impl_) return std::make_unique<Done>();
   std::vector<at::Tensor> tensors{tensor};
   try {
-    return std::make_unique<GlooPending>(impl_->gloo->allreduce(tensors));
+    return std::make_unique<GlooPending>(impl_->gloo->allreduce(tensors), impl_->heartbeat);
   } catch (const std::exception& e) {
-    lost("all-reduce", e);
+    lost("all-reduce", e, impl_->heartbeat.get());
   }
 }
 
@@ -105,7 +199,7 @@ void ProcessGroup::broadcast(at::Tensor& tensor, int64_t root) {
   try {
     impl_->gloo->broadcast(tensors, opts)->wait();
   } catch (const std::exception& e) {
-    lost("broadcast", e);
+    lost("broadcast", e, impl_->heartbeat.get());
   }
 }
 
@@ -114,7 +208,7 @@ void ProcessGroup::barrier() {
   try {
     impl_->gloo->barrier()->wait();
   } catch (const std::exception& e) {
-    lost("barrier", e);
+    lost("barrier", e, impl_->heartbeat.get());
   }
 }
 
