@@ -117,6 +117,35 @@ TEST(TrainCli, RunDirectoryAndExactResume) {
   fs::remove_all(dir);
 }
 
+// --resume auto (what torchrun --max-restarts and requeued jobs repeat): starts a run that has
+// no checkpoint, resumes one that has, accepts the run's own options and refuses changes.
+TEST(TrainCli, ResumeAutoStartsOrResumes) {
+  auto dir = ddpm::test::make_temp_dir("ddpm-train-auto");
+  auto images = make_image_folder(dir + "/images");
+  const std::string run = dir + "/run";
+  const std::string common = train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
+                             " --threads 1 --log-every 1 --save-every 2 --resume auto";
+  auto first = run_command(common + " --steps 2");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("no checkpoint; starting the run"), std::string::npos) << first.output;
+  EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 2));
+  // The same command line (with --config and the run's own lr) continues it, to --steps 4.
+  auto second = run_command(common + " --steps 4 --lr 1e-3");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
+  EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 4));
+  EXPECT_EQ(lines_of(run + "/metrics.jsonl").size(), 4u);
+  // A change to the run is refused, naming the option; a bad mode too.
+  auto changed = run_command(common + " --steps 6 --lr 5e-4");
+  EXPECT_EQ(changed.exit_code, 2) << changed.output;
+  EXPECT_NE(changed.output.find("--lr"), std::string::npos) << changed.output;
+  EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 4));
+  auto bad = run_command(train_bin() + " --run-dir " + run + " --resume sometimes");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--resume"), std::string::npos) << bad.output;
+  fs::remove_all(dir);
+}
+
 TEST(TrainCli, ErrorsAreOneLine) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-err");
   auto images = make_image_folder(dir + "/images");
