@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 # A fresh run each time (ddpm-train refuses to overwrite one), unless asked to --resume it.
 case " $* " in *" --resume "*) ;; *) rm -rf "$OUT/run" ;; esac
 "$BIN/ddpm-train" --config configs/fashion-mnist-28.toml --run-dir "$OUT/run" "$@"
-"$BIN/ddpm-sample" --checkpoint "$OUT/run" --n 64 --nrow 8 --seed 1 --sampler dpm++2m --steps 25 --clip-x0 \
+"$BIN/ddpm-sample" --checkpoint "$OUT/run" --n 64 --nrow 8 --seed 1 --sampler ddpm --steps 100 --clip-x0 \
   --out "$OUT/samples.png" --trajectory "$OUT/trajectory.png"
 echo "demo: samples:    $OUT/samples.png"
 echo "demo: trajectory: $OUT/trajectory.png"
