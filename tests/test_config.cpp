@@ -226,7 +226,7 @@ TEST(Config, ZeroTerminalSnrWithEpsilonIsRefused) {
 }
 
 TEST(Config, ShippedConfigsParseAndValidate) {
-  for (const char* name : {"tiny.toml", "fashion-mnist-28.toml", "cifar10-32.toml"}) {
+  for (const char* name : {"tiny.toml", "fashion-mnist-28.toml", "fashion-mnist-28-quality.toml", "cifar10-32.toml"}) {
     const std::string path = ddpm::test::source_dir() + "/configs/" + name;
     if (!std::filesystem::exists(path)) {
       ADD_FAILURE() << "missing " << path;
@@ -240,4 +240,10 @@ TEST(Config, ShippedConfigsParseAndValidate) {
   EXPECT_EQ(tiny.model.channel_mult, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(tiny.schedule.timesteps, 100);
   EXPECT_EQ(tiny.model.image_height, 8);
+  // lr-schedule is read from a file and written back into the resolved config.
+  ddpm::Config demo = ddpm::config_from_file(ddpm::test::source_dir() + "/configs/fashion-mnist-28.toml");
+  EXPECT_EQ(demo.train.lr_schedule, ddpm::LrSchedule::Cosine);
+  EXPECT_EQ(ddpm::config_from_toml(ddpm::config_to_toml(demo)).train.lr_schedule, ddpm::LrSchedule::Cosine);
+  EXPECT_EQ(ddpm::config_from_toml("lr = 1e-3\n").train.lr_schedule, ddpm::LrSchedule::Constant);
+  EXPECT_THROW(ddpm::config_from_toml("lr-schedule = \"step\"\n"), std::invalid_argument);
 }

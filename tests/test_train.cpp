@@ -298,6 +298,29 @@ TEST(Trainer, LinearWarmupAndShapeChecks) {
   EXPECT_THROW(ddpm::Trainer(wrong, tiny_images(), c10::kCPU, o), std::invalid_argument);
 }
 
+TEST(Trainer, CosineLrDecaysFromThePeakAfterTheWarmupToNearZero) {
+  ddpm::Config c = tiny_config("unused");
+  c.train.lr = 1e-3;
+  c.train.warmup_steps = 4;
+  c.train.steps = 104;  // 100 decay steps
+  c.train.lr_schedule = ddpm::LrSchedule::Cosine;
+  ddpm::TrainerOptions o;
+  o.write_files = false;
+  ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
+  const double pi = std::acos(-1.0);
+  EXPECT_DOUBLE_EQ(trainer.lr_at(0), 0.25e-3);  // the warm-up is unchanged
+  EXPECT_DOUBLE_EQ(trainer.lr_at(4), 1e-3);     // peak at the first decay step
+  EXPECT_NEAR(trainer.lr_at(54), 0.5e-3, 1e-15);  // half way: cos(π/2) = 0
+  EXPECT_NEAR(trainer.lr_at(29), 1e-3 * 0.5 * (1 + std::cos(pi * 0.25)), 1e-15);
+  EXPECT_NEAR(trainer.lr_at(103), 1e-3 * 0.5 * (1 - std::cos(pi / 100)), 1e-15);  // last step > 0
+  EXPECT_GT(trainer.lr_at(103), 0.0);
+  EXPECT_EQ(trainer.lr_at(500), 0.0);  // past the end (a resume with more --steps recomputes)
+  for (int64_t s = 5; s < 104; ++s) EXPECT_LT(trainer.lr_at(s), trainer.lr_at(s - 1)) << s;
+  EXPECT_EQ(ddpm::parse_lr_schedule("cosine"), ddpm::LrSchedule::Cosine);
+  EXPECT_EQ(ddpm::to_string(ddpm::LrSchedule::Constant), "constant");
+  EXPECT_THROW(ddpm::parse_lr_schedule("step"), std::invalid_argument);
+}
+
 TEST(Trainer, ChannelsLastGivesTheSameLossesAndBf16Trains) {
   auto losses_of = [](bool channels_last, bool bf16) {
     ddpm::Config c = tiny_config("unused");

@@ -19,6 +19,14 @@ namespace {
 
 EmaOptions TrainConfig::ema_options() const { return {ema_decay, parse_ema_warmup(ema_warmup), ema_power}; }
 
+LrSchedule parse_lr_schedule(const std::string& text) {
+  if (text == "constant") return LrSchedule::Constant;
+  if (text == "cosine") return LrSchedule::Cosine;
+  throw std::invalid_argument("unknown lr-schedule '" + text + "' (constant, cosine)");
+}
+
+std::string to_string(LrSchedule s) { return s == LrSchedule::Cosine ? "cosine" : "constant"; }
+
 void TrainConfig::validate() const {
   if (steps < 1) bad("steps", "must be >= 1, got " + std::to_string(steps));
   if (batch_size < 1) bad("batch-size", "must be >= 1, got " + std::to_string(batch_size));

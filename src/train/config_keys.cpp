@@ -287,6 +287,10 @@ std::vector<ConfigKey> build() {
   t.floating("weight-decay", FIELD(train.weight_decay), 0.0, kInf, "AdamW decoupled weight decay");
   t.integer("warmup-steps", FIELD(train.warmup_steps), 0, 1e15,
             "Linear learning-rate warm-up over this many steps (0 = none)");
+  t.choice(
+      "lr-schedule", FIELD(train.lr_schedule), {"constant", "cosine"}, parse_lr_schedule,
+      [](LrSchedule s) { return to_string(s); },
+      "Learning rate after the warm-up: constant | cosine (decays to 0 at the last of --steps)");
   t.floating("grad-clip", FIELD(train.grad_clip), 0.0, kInf,
              "Clip the gradient's global L2 norm to this (0 = no clipping)");
   t.integer("grad-accum", FIELD(train.grad_accum), 1, 65536, "Micro-batches accumulated per optimizer step");

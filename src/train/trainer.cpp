@@ -223,6 +223,13 @@ double Trainer::lr_at(int64_t step) const {
   const auto& t = config_.train;
   if (t.warmup_steps > 0 && step < t.warmup_steps)
     return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
+  if (t.lr_schedule == LrSchedule::Cosine) {
+    // Step `step` (0-based) of the decay phase; the last of `steps` gets lr·(1 − cos(π/n))/2 > 0.
+    const double n = static_cast<double>(std::max<int64_t>(1, t.steps - t.warmup_steps));
+    const double done = std::min(1.0, static_cast<double>(step - t.warmup_steps) / n);
+    constexpr double kPi = 3.14159265358979323846;
+    return t.lr * 0.5 * (1.0 + std::cos(kPi * done));
+  }
   return t.lr;
 }
 

@@ -18,6 +18,12 @@
 
 namespace ddpm {
 
+/// Learning rate after the warm-up (lr-schedule): constant, or a cosine decay from lr to 0
+/// at the last step (Loshchilov & Hutter 2017), which helps short runs most.
+enum class LrSchedule { Constant, Cosine };
+LrSchedule parse_lr_schedule(const std::string& text);  ///< "constant" | "cosine"
+std::string to_string(LrSchedule s);
+
 /// Optimisation and bookkeeping. Keys in parentheses.
 struct TrainConfig {
   static constexpr int64_t kMaxBatch = 1 << 16;    ///< upper bound of batch-size
@@ -30,6 +36,7 @@ struct TrainConfig {
   double adam_eps = 1e-8;       ///< (adam-eps)
   double weight_decay = 0.0;    ///< AdamW decoupled weight decay (weight-decay)
   int64_t warmup_steps = 0;     ///< linear warm-up from lr/warmup to lr (warmup-steps)
+  LrSchedule lr_schedule = LrSchedule::Constant;  ///< after the warm-up (lr-schedule)
   double grad_clip = 1.0;       ///< max global L2 norm of the gradient; 0 = no clipping (grad-clip)
   int64_t grad_accum = 1;       ///< micro-batches per optimizer step (grad-accum)
   double ema_decay = 0.9999;    ///< (ema-decay)
