@@ -94,6 +94,25 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
+std::string join_names(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s;
+}
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  size_t begin = 0;
+  for (;;) {
+    const size_t end = text.find(',', begin);
+    out.push_back(text.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
+    if (out.back().empty()) reject("empty class name in '" + text + "'");
+    if (end == std::string::npos) return out;
+    begin = end + 1;
+  }
+}
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Builders: one line per key below. `F` projects a Config onto the field.
@@ -252,6 +271,15 @@ std::vector<ConfigKey> build() {
       "timestep embedding: interleaved (libddpm's) | sin-cos (original DDPM, diffusers) | cos-sin (diffusers' flip)");
   t.floating("time-freq-shift", FIELD(model.time_freq_shift), 0.0, kInf,
              "embedding frequencies exp(-ln(1e4) i/(d/2 - shift)); the original DDPM: 1 (sin-cos and cos-sin only)");
+  t.integer("num-classes", FIELD(model.num_classes), 0, 1 << 20,
+            "class-conditional with this many classes (0 = unconditional; ddpm-train infers it from the labels)");
+  {
+    // Names may not contain ',' (the separator); ddpm-train refuses class folders that do.
+    ConfigKey& k = t.add("class-names", KeyType::String,
+                         "names of the classes 0, 1, ... (comma-separated; --class-folders sets them from the folders)");
+    k.get = [](const Config& c) { return join_names(c.model.class_names); };
+    k.set = [](Config& c, const std::string& text) { c.model.class_names = split_names(text); };
+  }
 
   // ---------------------------------------------------------------- Schedule
   t.area = KeyArea::Schedule;
