@@ -245,6 +245,12 @@ TEST(Trainer, GradientHookRunsBeforeTheUpdateAndOnlyRankZeroWrites) {
     for (auto& p : m.parameters())
       if (p.grad().defined()) p.grad().zero_();
   };
+  int reductions = 0, barriers = 0;
+  o.all_reduce_sum = [&](at::Tensor& control) {
+    ++reductions;
+    control.mul_(2);  // as if the other rank had the same numbers
+  };
+  o.barrier = [&] { ++barriers; };
   std::vector<double> norms;
   o.on_step = [&](const ddpm::StepStats& s) { norms.push_back(s.grad_norm); };
   ddpm::Trainer trainer(c, tiny_images(), c10::kCPU, o);
@@ -252,6 +258,8 @@ TEST(Trainer, GradientHookRunsBeforeTheUpdateAndOnlyRankZeroWrites) {
   for (auto& p : trainer.model()->parameters()) before.push_back(p.detach().clone());
   trainer.fit();
   EXPECT_EQ(calls, 3);
+  EXPECT_EQ(reductions, 3);  // one control all-reduce per step
+  EXPECT_EQ(barriers, 2);    // around the final save, which rank 1 leaves to rank 0
   for (double n : norms) EXPECT_EQ(n, 0.0);  // the norm is taken after the hook
   auto after = trainer.model()->parameters();
   for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(at::equal(before[i], after[i])) << i;

@@ -6,6 +6,7 @@
 // returns them strictly in job order. So the number of workers changes only speed.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <map>
@@ -62,13 +63,14 @@ struct DataLoader::Impl {
     LoaderState end;
   };
   struct Result {
-    at::Tensor batch;
+    Batch batch;
     std::exception_ptr error;
     LoaderState end;
   };
 
   std::shared_ptr<Dataset> dataset;
   int64_t n, batch_size;
+  int64_t slice_begin = 0, slice_count = 0;  // the part of each batch this loader builds
   uint64_t seed;
   bool hflip;
   int64_t workers, prefetch;
@@ -99,13 +101,15 @@ struct DataLoader::Impl {
   // Called with the lock held (or from the only thread).
   Job make_job() {
     Job job;
-    job.index.reserve(batch_size);
-    job.flip.reserve(batch_size);
+    job.index.reserve(slice_count);
+    job.flip.reserve(slice_count);
     LoaderState s = job_state;
-    while (static_cast<int64_t>(job.index.size()) < batch_size) {
+    for (int64_t k = 0; k < batch_size; ++k) {
       if (s.position >= n) s = {s.epoch + 1, 0};  // only when batches wrap (batch_size > n)
-      job.index.push_back(permutation(s.epoch)[s.position]);
-      job.flip.push_back(hflip && flip_decision(seed, s.epoch, s.position));
+      if (k >= slice_begin && k < slice_begin + slice_count) {
+        job.index.push_back(permutation(s.epoch)[s.position]);
+        job.flip.push_back(hflip && flip_decision(seed, s.epoch, s.position));
+      }
       ++s.position;
     }
     job.end = normalize(s);
@@ -115,11 +119,14 @@ struct DataLoader::Impl {
 
   // Plain loops rather than ATen ops: a worker thread must not start ATen's
   // intra-op thread pool (that would oversubscribe the cores the training uses).
-  at::Tensor build(const Job& job) const {
+  Batch build(const Job& job) const {
     const int64_t c = dataset->channels(), h = dataset->height(), w = dataset->width();
-    at::Tensor batch = at::empty({batch_size, c, h, w}, at::TensorOptions().dtype(at::kFloat));
+    const auto b = static_cast<int64_t>(job.index.size());
+    at::Tensor batch = at::empty({b, c, h, w}, at::TensorOptions().dtype(at::kFloat));
+    at::Tensor indices = at::empty({b}, at::TensorOptions().dtype(at::kLong));
+    std::copy(job.index.begin(), job.index.end(), indices.data_ptr<int64_t>());
     float* out = batch.data_ptr<float>();
-    for (int64_t k = 0; k < batch_size; ++k) {
+    for (int64_t k = 0; k < b; ++k) {
       at::Tensor image = dataset->get(job.index[k]);
       if (image.dim() != 3 || image.size(0) != c || image.size(1) != h || image.size(2) != w ||
           image.scalar_type() != at::kByte)
@@ -131,7 +138,7 @@ struct DataLoader::Impl {
         for (int64_t x = 0; x < w; ++x)
           out[x] = static_cast<float>(in[job.flip[k] ? w - 1 - x : x]) / 127.5f - 1.f;  // exact at 0 and 255
     }
-    return batch;
+    return {batch, indices};
   }
 
   void worker_loop() {
@@ -196,10 +203,10 @@ struct DataLoader::Impl {
     threads.clear();
   }
 
-  at::Tensor next() {
+  Batch next() {
     if (workers == 0) {
       Job job = make_job();
-      at::Tensor batch = build(job);
+      Batch batch = build(job);
       std::lock_guard<std::mutex> lock(mutex);
       returned = job.end;
       return batch;
@@ -209,7 +216,7 @@ struct DataLoader::Impl {
     auto it = results.find(next_result);
     // A failed batch stays in place: every later call reports the same error.
     if (it->second.error) std::rethrow_exception(it->second.error);
-    at::Tensor batch = std::move(it->second.batch);
+    Batch batch = std::move(it->second.batch);
     returned = it->second.end;
     results.erase(it);
     ++next_result;
@@ -220,7 +227,7 @@ struct DataLoader::Impl {
 };
 
 DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uint64_t seed,
-                       const DataConfig& config, LoaderState start)
+                       const DataConfig& config, LoaderState start, LoaderSlice slice)
     : impl_(std::make_unique<Impl>()) {
   if (!dataset) throw std::invalid_argument("data loader: no dataset");
   if (batch_size < 1) throw std::invalid_argument("--batch-size: must be >= 1, got " + std::to_string(batch_size));
@@ -230,9 +237,16 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uin
   if (config.prefetch < 1)
     throw std::invalid_argument("--prefetch: must be >= 1, got " + std::to_string(config.prefetch));
   if (dataset->size() < 1) throw std::invalid_argument("data loader: the dataset is empty");
+  if (slice.count == 0) slice = {0, batch_size};
+  if (slice.begin < 0 || slice.count < 1 || slice.begin + slice.count > batch_size)
+    throw std::invalid_argument("data loader: slice [" + std::to_string(slice.begin) + ", " +
+                                std::to_string(slice.begin + slice.count) + ") is not inside a batch of " +
+                                std::to_string(batch_size));
   impl_->dataset = std::move(dataset);
   impl_->n = impl_->dataset->size();
   impl_->batch_size = batch_size;
+  impl_->slice_begin = slice.begin;
+  impl_->slice_count = slice.count;
   impl_->seed = seed;
   impl_->hflip = config.hflip;
   impl_->workers = config.workers;
@@ -242,7 +256,11 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uin
 
 DataLoader::~DataLoader() { impl_->shutdown(); }
 
-at::Tensor DataLoader::next() { return impl_->next(); }
+at::Tensor DataLoader::next() { return impl_->next().images; }
+
+Batch DataLoader::next_batch() { return impl_->next(); }
+
+LoaderSlice DataLoader::slice() const { return {impl_->slice_begin, impl_->slice_count}; }
 
 LoaderState DataLoader::state() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);

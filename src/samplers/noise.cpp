@@ -87,4 +87,11 @@ at::Tensor NoiseStream::next() {
   return out;
 }
 
+at::Tensor NoiseStream::uniform() {
+  at::Tensor out = at::empty({static_cast<int64_t>(states_.size())}, at::TensorOptions().dtype(at::kDouble));
+  double* data = out.data_ptr<double>();
+  for (size_t k = 0; k < states_.size(); ++k) data[k] = static_cast<double>(next_u64(states_[k]) >> 11) * 0x1.0p-53;
+  return out;
+}
+
 }  // namespace ddpm

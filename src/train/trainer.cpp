@@ -121,7 +121,31 @@ void truncate_metrics(const std::string& path, int64_t step) {
   io::write_file_atomically(path, kept);
 }
 
+std::string non_finite_text(double value, bool distributed) {
+  return fmt::format("{}{}", value, distributed ? " (on at least one rank)" : "");
+}
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 }  // namespace
+
+TrainingDraws training_draws(uint64_t seed, int64_t step, int64_t micro_batch, int64_t batch_size, int64_t first,
+                             int64_t count, const std::vector<int64_t>& image_shape, int64_t num_timesteps) {
+  // One stream family per step; NoiseStream keys image streams by (family seed, index).
+  const uint64_t family = mix64(mix64(seed ^ kTrainerStream) + static_cast<uint64_t>(step));
+  NoiseStream stream(family, micro_batch * batch_size + first, count, image_shape);
+  TrainingDraws d;
+  // t ~ U{0, …, T−1} (DDPM Algorithm 1, line 3): ⌊u·T⌋ with u < 1 is < T.
+  d.timesteps = at::floor(stream.uniform() * static_cast<double>(num_timesteps)).to(at::kLong);
+  d.drop_u = stream.uniform();
+  d.noise = stream.next();  // ε ~ N(0, I) (line 4)
+  return d;
+}
 
 struct Trainer::State {
   State(const std::vector<at::Tensor>& params, const TrainConfig& t)
@@ -172,7 +196,25 @@ Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device de
   ema_model_->to(device_);
   ema_ = std::make_unique<EMA>(model_.ptr(), ema_model_.ptr(), t.ema_options());
   state_ = std::make_unique<State>(model_->parameters(), t);
-  state_->loader = std::make_unique<DataLoader>(dataset_, t.batch_size, t.seed, config_.data);
+  if (options_.world_size < 1 || options_.rank < 0 || options_.rank >= options_.world_size)
+    throw std::invalid_argument(fmt::format("Trainer: rank {} of world size {}", options_.rank, options_.world_size));
+  if (t.batch_size % options_.world_size != 0)
+    throw std::invalid_argument(fmt::format("batch-size: {} (the global batch) must be a multiple of the world size {}",
+                                            t.batch_size, options_.world_size));
+  if (distributed() && (!options_.reduce_gradients || !options_.all_reduce_sum || !options_.barrier))
+    throw std::invalid_argument("Trainer: world size > 1 needs reduce_gradients, all_reduce_sum and barrier");
+  const int64_t share = t.batch_size / options_.world_size;
+  state_->loader = std::make_unique<DataLoader>(dataset_, t.batch_size, t.seed, config_.data, LoaderState{},
+                                                LoaderSlice{options_.rank * share, share});
+}
+
+bool Trainer::stop_requested() {
+  if (distributed()) return stop_agreed_;
+  return options_.stop && options_.stop->load();
+}
+
+void Trainer::barrier() const {
+  if (distributed()) options_.barrier();
 }
 
 Trainer::~Trainer() = default;
@@ -223,21 +265,32 @@ StepStats Trainer::train_step() {
   const at::Tensor gen_before = get_state(state_->gen), global_before = get_state(global_cpu_generator());
 
   const int64_t T = schedule_->num_timesteps();
-  double loss_sum = 0;
+  const int64_t share = t.batch_size / options_.world_size, first = options_.rank * share;
+  const std::vector<int64_t> shape{config_.model.image_channels, config_.model.image_height,
+                                   config_.model.image_width};
+  // Each rank's loss is its images' sum over the global batch (all micro-batches): the sum over
+  // ranks of the gradients is then the gradient of the global mean, whatever the split.
+  const double scale = 1.0 / static_cast<double>(t.batch_size * t.grad_accum);
   int64_t images = 0;
+  double loss_sum = 0;  // sum of this rank's per-image weighted losses
+  bool non_finite = false;
+  double bad_value = 0;
   for (int64_t k = 0; k < t.grad_accum; ++k) {
-    if (k > 0 && options_.stop && options_.stop->load()) {
+    // Distributed, a stop is agreed at the step's end instead (a rank leaving here would hang the others).
+    if (k > 0 && !distributed() && options_.stop && options_.stop->load()) {
       state_->optimizer.zero_grad();
       state_->loader->reset(loader_before);
       set_state(state_->gen, gen_before);
       set_state(global_cpu_generator(), global_before);
       throw StepInterrupted(fmt::format("step {} interrupted after {} of {} micro-batches", step_ + 1, k, t.grad_accum));
     }
-    at::Tensor x0 = state_->loader->next();
+    Batch batch = state_->loader->next_batch();
+    at::Tensor x0 = batch.images;
     const int64_t B = x0.size(0);
-    // Uniform t and Gaussian noise from the trainer's CPU stream (device-independent).
-    at::Tensor timesteps = at::randint(0, T, {B}, state_->gen, at::TensorOptions().dtype(at::kLong));
-    at::Tensor noise = at::randn(x0.sizes(), state_->gen, at::TensorOptions().dtype(at::kFloat));
+    // t and ε from the image's own stream (CPU, so device-independent; see training_draws).
+    TrainingDraws draws = training_draws(t.seed, step_, k, t.batch_size, first, B, shape, T);
+    at::Tensor timesteps = draws.timesteps;
+    at::Tensor noise = draws.noise;
     // ᾱ in float64 (as q_sample's coefficients): float32 ᾱ = 0.9999 leaves 1 − ᾱ off by 2e-4.
     // Gathered from the CPU indices, before they move to the device.
     const at::Tensor alpha_bar = alpha_bar_at(*schedule_, timesteps, x0.dim(), device_);
@@ -259,17 +312,37 @@ StepStats Trainer::train_step() {
     const at::Tensor mse = (out - target).pow(2).mean({1, 2, 3});
     const at::Tensor weight =
         loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).to(at::kFloat).reshape({B});
-    const at::Tensor loss = (weight * mse).mean();
+    const at::Tensor loss = (weight * mse).sum();
     const double value = loss.item<double>();
-    if (!std::isfinite(value))
-      throw NonFiniteLossError(fmt::format("step {}: the loss is {}; training stopped (try a lower --lr or "
-                                           "--grad-clip; the last saved checkpoint is kept)",
-                                           step_ + 1, value));
-    (t.grad_accum > 1 ? loss / static_cast<double>(t.grad_accum) : loss).backward();
+    if (!std::isfinite(value)) {
+      non_finite = true;
+      bad_value = value;
+      if (!distributed()) break;  // alone: stop now; distributed: finish the step's collectives first
+    }
+    if (options_.set_sync) options_.set_sync(k + 1 == t.grad_accum);
+    (loss * scale).backward();
     loss_sum += value;
     images += B;
   }
-  if (options_.reduce_gradients) options_.reduce_gradients(*model_);
+  if (options_.reduce_gradients && !(non_finite && !distributed())) options_.reduce_gradients(*model_);
+  double mean_loss = loss_sum * scale;
+  if (distributed()) {
+    // One small all-reduce decides, on every rank alike: the global mean loss, whether any rank
+    // saw a non-finite loss, whether any rank was asked to stop.
+    const bool stop_here = options_.stop && options_.stop->load();
+    at::Tensor control = at::tensor(std::vector<double>{loss_sum, non_finite ? 1.0 : 0.0, stop_here ? 1.0 : 0.0},
+                                    at::TensorOptions().dtype(at::kDouble));
+    options_.all_reduce_sum(control);
+    const double* c = control.data_ptr<double>();
+    mean_loss = c[0] * scale;
+    if (c[1] > 0 && !non_finite) bad_value = std::numeric_limits<double>::quiet_NaN();
+    non_finite = c[1] > 0;
+    stop_agreed_ = c[2] > 0;
+  }
+  if (non_finite)
+    throw NonFiniteLossError(fmt::format("step {}: the loss is {}; training stopped (try a lower --lr or "
+                                         "--grad-clip; the last saved checkpoint is kept)",
+                                         step_ + 1, non_finite_text(bad_value, distributed())));
   const double max_norm = t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
   const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
   if (!std::isfinite(grad_norm))
@@ -283,10 +356,11 @@ StepStats Trainer::train_step() {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   StepStats stats;
   stats.step = step_;
-  stats.loss = loss_sum / static_cast<double>(t.grad_accum);
+  stats.loss = mean_loss;
   stats.lr = lr;
   stats.grad_norm = grad_norm;
-  stats.images_per_s = seconds > 0 ? images * options_.world_size / seconds : 0.0;
+  // The global figure: every rank loads its share of the same global batches.
+  stats.images_per_s = seconds > 0 ? static_cast<double>(images * options_.world_size) / seconds : 0.0;
   state_->window_loss += stats.loss;
   state_->window_steps += 1;
   state_->window_images += images * options_.world_size;
@@ -346,6 +420,7 @@ at::Tensor Trainer::sample_images(int64_t n) {
 std::string Trainer::save_samples() {
   const std::string path =
       (fs::path(config_.train.run_dir) / "samples" / fmt::format("step-{:08}.png", step_)).string();
+  if (options_.rank != 0) return path;  // grids are rank 0's alone
   const int64_t n = config_.train.sample_n;
   at::Tensor images = sample_images(n);
   if (!writes()) return path;
@@ -471,7 +546,7 @@ int64_t Trainer::fit() {
   state_->window_start = std::chrono::steady_clock::now();
   bool stopped = false;
   while (step_ < t.steps) {
-    if (options_.stop && options_.stop->load()) {
+    if (stop_requested()) {
       stopped = true;
       break;
     }
@@ -494,7 +569,11 @@ int64_t Trainer::fit() {
       state_->window_start = now;
     }
     if (step_ % t.save_every == 0) {
+      // Rank 0 writes while the others wait: a failed save ends every rank (the barrier times
+      // out or sees rank 0 gone), and no rank runs ahead of a checkpoint it may resume from.
+      barrier();
       save_checkpoint();
+      barrier();
       saved = step_;
     }
     if (t.sample_every > 0 && step_ % t.sample_every == 0) {
@@ -503,9 +582,13 @@ int64_t Trainer::fit() {
     }
     if (t.eval_every > 0 && step_ % t.eval_every == 0) evaluate();
   }
-  if (options_.stop && options_.stop->load()) stopped = true;
+  if (stop_requested()) stopped = true;
   if (step_ == first) return 0;
-  if (saved != step_) save_checkpoint();
+  if (saved != step_) {
+    barrier();
+    save_checkpoint();
+    barrier();
+  }
   if (!stopped && t.sample_every > 0 && sampled != step_) save_samples();
   state_->metrics.close();
   return step_ - first;

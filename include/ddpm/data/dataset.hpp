@@ -73,6 +73,20 @@ struct LoaderState {
   int64_t position = 0;
 };
 
+/// Which part of each batch this process loads (data parallel: rank r of W takes images
+/// [r·B/W, (r+1)·B/W) of every global batch of B). The stream of global batches, and so the
+/// loader state, does not depend on the slice.
+struct LoaderSlice {
+  int64_t begin = 0;
+  int64_t count = 0;  ///< 0: the whole batch
+};
+
+/// A loaded (slice of a) batch.
+struct Batch {
+  at::Tensor images;   ///< float32 [b,C,H,W] in [−1, 1]
+  at::Tensor indices;  ///< int64 [b]: each image's index in the dataset (labels are gathered by it)
+};
+
 /// Batches of batch_size images as float32 [B,C,H,W] in [−1, 1] (x / 127.5 − 1).
 ///
 /// The stream is a pure function of (dataset, batch_size, seed, hflip), whatever the
@@ -88,19 +102,22 @@ struct LoaderState {
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uint64_t seed, const DataConfig& config,
-             LoaderState start = {});
+             LoaderState start = {}, LoaderSlice slice = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
   /// The next batch, float32 [B,C,H,W] in [−1, 1], on the CPU.
   at::Tensor next();
+  /// The same, with the dataset indices of its images.
+  Batch next_batch();
   /// The state of the batch next() will return next (save it with a checkpoint).
   LoaderState state() const;
   /// Continues from `state` exactly (drops prefetched batches).
   void reset(LoaderState state);
 
-  int64_t batch_size() const;
+  int64_t batch_size() const;  ///< the global batch (the stream's unit)
+  LoaderSlice slice() const;     ///< count filled in
   /// Batches in one epoch under drop_last (0 when batches wrap: batch_size > size).
   int64_t batches_per_epoch() const;
   const Dataset& dataset() const;

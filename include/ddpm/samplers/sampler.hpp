@@ -114,6 +114,9 @@ class NoiseStream {
   NoiseStream(uint64_t seed, int64_t first_index, int64_t n, std::vector<int64_t> image_shape);
   /// The next N(0, I) draw of every image: float32 CPU [n, image_shape...].
   at::Tensor next();
+  /// The next U[0, 1) draw of every image (53 random bits): float64 CPU [n]. The trainer's
+  /// per-image streams draw the timestep and the label-drop decision this way.
+  at::Tensor uniform();
 
  private:
   std::vector<std::array<uint64_t, 4>> states_;

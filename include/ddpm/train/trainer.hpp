@@ -20,6 +20,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ddpm/train/config.hpp"
 #include "ddpm/data/dataset.hpp"
@@ -52,13 +53,29 @@ class StepInterrupted : public std::runtime_error {
 };
 
 struct TrainerOptions {
-  int rank = 0;        ///< only rank 0 writes files
+  /// Data parallel (see README "Training on several processes"): `batch-size` is the GLOBAL
+  /// batch of a micro-batch; rank r of W loads images [r·B/W, (r+1)·B/W) of it, and each image's
+  /// timestep and noise come from a stream keyed by (seed, step, its index in the global batch),
+  /// so a step's gradient is the same whatever W (up to summation order) and checkpoints resume
+  /// at any world size. Only rank 0 writes files.
+  int rank = 0;
   int world_size = 1;
-  /// Called after backward and before clipping with the model whose .grad() are set
-  /// (data parallel: all-reduce the gradients here).
+  /// Called after the backward of a step's last micro-batch, before clipping, with the model
+  /// whose .grad() hold this rank's part: must leave in every .grad() the SUM over the ranks
+  /// (the loss is already scaled by 1/global batch).
   std::function<void(torch::nn::Module&)> reduce_gradients;
+  /// Called before each micro-batch's backward: whether it is the one whose gradients are
+  /// reduced (the last of the step; earlier ones only accumulate).
+  std::function<void(bool)> set_sync;
+  /// Sum over the ranks, in place, of a small float64 CPU tensor (the loss and the stop and
+  /// non-finite flags, which every rank must agree on or one would wait forever in a collective).
+  /// Required when world_size > 1.
+  std::function<void(at::Tensor&)> all_reduce_sum;
+  /// Waits for every rank (around rank 0's checkpoint saves). Required when world_size > 1.
+  std::function<void()> barrier;
   /// When set and true, fit() stops after the current step (or between its micro-batches,
-  /// undoing the step) and saves a checkpoint.
+  /// undoing the step) and saves a checkpoint. With world_size > 1, a stop on any rank stops
+  /// all of them after the same step.
   const std::atomic<bool>* stop = nullptr;
   /// Called after each step (rank 0 included or not: every rank).
   std::function<void(const StepStats&)> on_step;
@@ -66,6 +83,18 @@ struct TrainerOptions {
   std::function<void(const std::string&)> on_event;
   bool write_files = true;  ///< false: nothing is written (tests of the arithmetic)
 };
+
+/// The timesteps, noise and label-drop numbers of `count` images of a micro-batch, starting at
+/// `first` in the global batch: image i draws from its own stream keyed by
+/// (seed, step, micro_batch · batch_size + first + i) — first u → t = ⌊u·T⌋, then u_drop, then
+/// the noise — so they do not depend on how the global batch is split between ranks.
+struct TrainingDraws {
+  at::Tensor timesteps;  ///< int64 [count]
+  at::Tensor drop_u;     ///< float64 [count] in [0, 1): drop the class label when < cond-drop
+  at::Tensor noise;      ///< float32 [count, shape...]
+};
+TrainingDraws training_draws(uint64_t seed, int64_t step, int64_t micro_batch, int64_t batch_size, int64_t first,
+                             int64_t count, const std::vector<int64_t>& image_shape, int64_t num_timesteps);
 
 class Trainer {
  public:
@@ -108,6 +137,9 @@ class Trainer {
   void write_metrics(const StepStats& stats, double mean_loss, double images_per_s);
   void event(const std::string& message) const;
   bool writes() const { return options_.rank == 0 && options_.write_files; }
+  bool distributed() const { return options_.world_size > 1; }
+  bool stop_requested();  // the local flag, or (distributed) the one the ranks agreed on
+  void barrier() const;
 
   Config config_;
   std::shared_ptr<Dataset> dataset_;
@@ -119,6 +151,7 @@ class Trainer {
   struct State;  // optimizer, generators, loader (heavy headers stay in trainer.cpp)
   std::unique_ptr<State> state_;
   int64_t step_ = 0;
+  bool stop_agreed_ = false;  // distributed: some rank asked to stop (agreed in the last step)
 };
 
 }  // namespace ddpm
