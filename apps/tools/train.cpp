@@ -189,6 +189,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime, const Flags& flag
   config.data.validate();
   std::shared_ptr<Dataset> dataset = open_dataset(config.data);
   config.set_shape(dataset->channels(), dataset->height(), dataset->width());
+  config.set_classes(*dataset);
 
   TrainerOptions options;
   options.stop = &g_stop;

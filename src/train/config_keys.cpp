@@ -244,6 +244,11 @@ std::vector<ConfigKey> build() {
            "Training images: a folder (recursive; PNG, JPEG, BMP, TGA, GIF) or idx:PATH for an MNIST-family IDX "
            "images file (PATH or PATH.gz)");
   t.boolean("hflip", FIELD(data.hflip), "Random horizontal flips (p = 1/2)");
+  t.string("labels", FIELD(data.labels),
+           "Class labels: idx:PATH of an IDX labels file (PATH or PATH.gz), one per image (makes the model "
+           "class-conditional)");
+  t.boolean("class-folders", FIELD(data.class_folders),
+            "Class labels from the image folder's sub-folders (sorted names -> ids 0, 1, ...)");
   t.integer("workers", FIELD(data.workers), 0, 256, "Data loader threads (0 = load in the training thread)")
       .operational = true;
   t.integer("prefetch", FIELD(data.prefetch), 1, 1024, "Batches the loader prepares ahead").operational = true;
@@ -334,6 +339,8 @@ std::vector<ConfigKey> build() {
       [](LossWeighting w) { return to_string(w); },
       "Per-timestep loss weight: none (DDPM's L_simple) | min-snr (Hang et al. 2023)");
   t.floating("min-snr-gamma", FIELD(train.min_snr_gamma), 0.0, kInf, "γ of min-SNR-γ weighting");
+  t.floating("cond-drop", FIELD(train.cond_drop), 0.0, 1.0,
+             "Class-conditional models: probability of training an image as 'no class' (classifier-free guidance)");
   t.unsigned_("seed", FIELD(train.seed), "Seed of model init, timesteps, noise, dropout and data order");
   t.boolean("bf16", FIELD(train.bf16), "bf16 autocast (CUDA, and CPUs that support it); fp32 otherwise");
   t.integer("sample-every", FIELD(train.sample_every), 0, 1e15,
