@@ -77,7 +77,7 @@ void check_sizes(const SampleOptions& opt, int64_t C, int64_t H, int64_t W) {
 int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& options, const GuideOptions& guide_options,
                SamplerConfig& sampler, const RuntimeOptions& runtime) {
   const c10::Device device = apply_runtime(runtime);
-  LoadedModel loaded = load_model_for_sampling(opt.checkpoint, device, !opt.no_ema);
+  LoadedModel loaded = load_model_for_sampling(options.checkpoint, device, !options.no_ema);
   // Defaults: the sampler the run used for its grids (sampler, steps, seed, clipping, ...,
   // as in its config); what the command line gives overrides them, so parse it again.
   sampler = loaded.config.sample;
