@@ -128,9 +128,10 @@ void UNetImpl::reset() {
   };
   temb0_ = register_module("temb_0", std::make_shared<LinearImpl>(ch, temb, 1.0));
   temb1_ = register_module("temb_1", std::make_shared<LinearImpl>(temb, temb, 1.0));
-  // Zero rows: a fresh conditional network starts as the unconditional one, and every class
-  // (and "no class") moves away from it only as far as the data asks.
-  class_embedding_ = c.conditional() ? register_parameter("class_embedding", at::zeros({c.num_classes + 1, temb}))
+  // N(0, 1) rows, as diffusers' nn.Embedding: distinct from the start, so the network learns to
+  // read the class (zero rows left a tiny model ignoring it after 300 steps: the rows' gradients
+  // are weak while every class looks alike).
+  class_embedding_ = c.conditional() ? register_parameter("class_embedding", at::randn({c.num_classes + 1, temb}))
                                      : at::Tensor();
   conv_in_ = register_module("conv_in", std::make_shared<Conv2dImpl>(c.image_channels, ch, 3, 1, 1, 1.0));
 
