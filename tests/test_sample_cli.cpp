@@ -153,4 +153,109 @@ TEST(SampleCliArgs, BadOptionsExit2) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
+// ------------------------------------------------------------ guidance and editing
+
+ddpm::Image gray(int size, uint8_t value) {
+  ddpm::Image im;
+  im.width = im.height = size;
+  im.channels = 1;
+  im.pixels.assign(static_cast<size_t>(size * size), value);
+  return im;
+}
+
+// A class-conditional tiny model (class folders "left" and "right"), 4 steps.
+class GuidedSampleCli : public SampleCli {
+ protected:
+  static void SetUpTestSuite() {
+    SampleCli::SetUpTestSuite();
+    const std::string dir = ddpm::test::make_temp_dir("ddpm-sample-classes");
+    for (const std::string cls : {"left", "right"}) {
+      fs::create_directories(dir + "/" + cls);
+      for (int k = 0; k < 8; ++k) {
+        ddpm::Image im = gray(8, 30);
+        for (int y = 0; y < 8; ++y)
+          for (int x = cls == "left" ? 0 : 4; x < (cls == "left" ? 4 : 8); ++x) im.pixels[y * 8 + x] = 220;
+        ddpm::save_png(dir + "/" + cls + "/" + std::to_string(k) + ".png", im);
+      }
+    }
+    cond_run_ = new std::string(ddpm::test::make_temp_dir("ddpm-sample-cond-run"));
+    auto r = run_command(bin_dir() + "ddpm-train --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
+                         dir + " --class-folders --run-dir " + *cond_run_ +
+                         " --steps 4 --batch-size 8 --timesteps 40 --sample-every 0 --threads 1 --device cpu"
+                         " --log-level warn");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete cond_run_;
+    SampleCli::TearDownTestSuite();
+  }
+  static ddpm::test::CommandResult fails(const std::string& run, const std::string& args) {
+    auto r = run_command(bin_dir() + "ddpm-sample --checkpoint " + run + " --device cpu --threads 1 --out " +
+                         ddpm::test::make_temp_dir("ddpm-sample-fail") + "/x.png " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << ": " << r.output;
+    return r;
+  }
+  static std::string* cond_run_;
+};
+std::string* GuidedSampleCli::cond_run_ = nullptr;
+
+TEST_F(GuidedSampleCli, ClassAllWritesOneRowPerClassAndNamesComeFromTheFolders) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-cond");
+  sample(*cond_run_, "--class all --nrow 3 --padding 2", out + "/all.png");
+  const ddpm::Image all = ddpm::load_image(out + "/all.png");
+  EXPECT_EQ(all.width, 3 * (8 + 2) + 2);
+  EXPECT_EQ(all.height, 2 * (8 + 2) + 2);  // classes left, right
+  sample(*cond_run_, "--class right --guidance 2 --n 2", out + "/right.png");
+  sample(*cond_run_, "--class 0 --n 2", out + "/zero.png");
+  sample(*cond_run_, "--class left --n 2", out + "/left.png");
+  EXPECT_EQ(read_bytes(out + "/zero.png"), read_bytes(out + "/left.png"));  // "left" is class 0 (sorted)
+}
+
+TEST_F(GuidedSampleCli, InpaintingKeepsTheKnownPixelsAndSdeditAtZeroIsTheInit) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-edit");
+  ddpm::Image init = gray(8, 0);
+  for (int i = 0; i < 64; ++i) init.pixels[i] = static_cast<uint8_t>(i * 4);
+  ddpm::Image mask = gray(8, 0);
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 4; ++x) mask.pixels[y * 8 + x] = 255;  // keep the left half
+  ddpm::save_png(out + "/init.png", init);
+  ddpm::save_png(out + "/mask.png", mask);
+  for (const std::string run : {*gray_run_, *cond_run_}) {
+    sample(run, "--init " + out + "/init.png --mask " + out + "/mask.png --n 2 --jump-length 2 --resample 3 --individual " +
+                    out + "/each",
+           out + "/inpainted.png");
+    for (const char* name : {"00000.png", "00001.png"}) {
+      const ddpm::Image im = ddpm::load_image(out + "/each/" + name);
+      for (int y = 0; y < 8; ++y)
+        for (int x = 0; x < 4; ++x) EXPECT_EQ(im.pixels[y * 8 + x], init.pixels[y * 8 + x]) << name << " " << x << "," << y;
+    }
+  }
+  sample(*gray_run_, "--init " + out + "/init.png --strength 0 --n 1", out + "/same.png");
+  EXPECT_EQ(ddpm::load_image(out + "/same.png").pixels, init.pixels);
+  sample(*gray_run_, "--init " + out + "/init.png --strength 0.5 --n 2", out + "/edited.png");
+  ddpm::save_png(out + "/low.png", gray(4, 200));
+  sample(*gray_run_, "--upscale " + out + "/low.png --n 2 --nrow 2 --padding 0", out + "/up.png");
+  EXPECT_EQ(ddpm::load_image(out + "/up.png").width, 16);
+}
+
+TEST_F(GuidedSampleCli, BadGuidanceAndEditingInputsAreOneLineExit2) {
+  const std::string dir = ddpm::test::make_temp_dir("ddpm-sample-badguide");
+  ddpm::save_png(dir + "/init.png", gray(8, 100));
+  ddpm::save_png(dir + "/small.png", gray(4, 255));
+  auto mentions = [](const ddpm::test::CommandResult& r, const std::string& what) {
+    EXPECT_NE(r.output.find(what), std::string::npos) << r.output;
+  };
+  mentions(fails(*cond_run_, "--class sneaker"), "sneaker");
+  mentions(fails(*cond_run_, "--class 2"), "--class");
+  mentions(fails(*gray_run_, "--class 0 --guidance 1"), "unconditional");
+  mentions(fails(*gray_run_, "--guidance 1"), "unconditional");
+  mentions(fails(*gray_run_, "--init " + dir + "/init.png --strength 1.5"), "--strength");
+  mentions(fails(*gray_run_, "--init " + dir + "/init.png --strength -0.5"), "--strength");
+  mentions(fails(*gray_run_, "--init " + dir + "/init.png --mask " + dir + "/small.png"), "--mask");
+  mentions(fails(*gray_run_, "--init " + dir + "/small.png"), "--init");
+  mentions(fails(*gray_run_, "--init " + dir + "/missing.png"), "missing.png");
+  mentions(fails(*gray_run_, "--upscale " + dir + "/init.png --init " + dir + "/init.png"), "--upscale");
+}
+
 }  // namespace

@@ -15,6 +15,7 @@
 #include "tools/cpu_env.hpp"
 #include "tools/options.hpp"
 #include "tools/progress.hpp"
+#include "tools/sample_guide.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/data/image.hpp"
@@ -73,10 +74,10 @@ void check_sizes(const SampleOptions& opt, int64_t C, int64_t H, int64_t W) {
                                 "with a smaller --n per call");
 }
 
-int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, SamplerConfig& sampler,
-               const RuntimeOptions& runtime) {
+int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& options, const GuideOptions& guide_options,
+               SamplerConfig& sampler, const RuntimeOptions& runtime) {
   const c10::Device device = apply_runtime(runtime);
-  LoadedModel loaded = load_model_for_sampling(opt.checkpoint, device, !opt.no_ema);
+  LoadedModel loaded = load_model_for_sampling(options.checkpoint, device, !options.no_ema);
   // Defaults: the sampler the run used for its grids (sampler, steps, seed, clipping, ...,
   // as in its config); what the command line gives overrides them, so parse it again.
   sampler = loaded.config.sample;
@@ -84,18 +85,21 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
   app.parse(argc, argv);
   const UNetConfig& mc = loaded.config.model;
   const int64_t C = mc.image_channels, H = mc.image_height, W = mc.image_width;
+  SampleOptions opt = options;
+  const Guide guide(guide_options, mc, opt.n, opt.nrow);  // may set n (--class all)
   check_sizes(opt, C, H, W);
   sampler.prediction = loaded.config.train.prediction;
   sampler.validate(loaded.schedule);  // before any work: e.g. ε-prediction at zero terminal SNR
   spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
                loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction));
+  if (!guide.describe().empty()) spdlog::info("steering: {}", guide.describe());
 
   UNet model = loaded.model;
   // A learned-variance model also outputs the variance interpolation: the samplers here
   // use fixed variances, so they take the first C channels (the prediction).
-  Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t) {
+  const ConditionalDenoiser network = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) {
     c10::InferenceMode guard;
-    at::Tensor out = model->forward(x, t);
+    at::Tensor out = model->forward(x, t, labels);
     return out.size(1) == C ? out : out.narrow(1, 0, C);
   };
 
@@ -130,8 +134,9 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& opt, S
           frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
       };
     }
-    const at::Tensor batch =
-        sample(loaded.schedule, denoiser, sampler, count, C, H, W, first, progress, on_step).to(at::kCPU, at::kFloat);
+    const at::Tensor batch = sample(loaded.schedule, guide.denoiser(network, first, count), sampler, count, C, H, W,
+                                    first, progress, on_step, guide.steering(loaded.schedule, first, count))
+                                 .to(at::kCPU, at::kFloat);
     for (int64_t j = 0; j < count; ++j) {
       const Image one = make_grid(batch.narrow(0, j, 1), 1, 0);  // the same [−1, 1] → uint8 rounding
       const int64_t k = first + j, top = (k / xmaps) * (H + pad) + pad, left = (k % xmaps) * (W + pad) + pad;
@@ -176,6 +181,7 @@ int sample_main(int argc, char** argv) {
   SampleOptions opt;
   SamplerConfig sampler;
   RuntimeOptions runtime;
+  GuideOptions guide;
   app.add_option("--checkpoint", opt.checkpoint, "A checkpoint file, or a run directory (its latest checkpoint)")
       ->required();
   app.add_option("--n", opt.n, "Number of images")->capture_default_str()->check(CLI::PositiveNumber);
@@ -191,8 +197,9 @@ int sample_main(int argc, char** argv) {
   app.add_option("--trajectory-rows", opt.trajectory_rows, "Images (rows) in the trajectory")
       ->capture_default_str()->check(CLI::PositiveNumber);
   add_sampler_options(app, sampler);
+  add_guide_options(app, guide);
   add_runtime_options(app, runtime);
-  return run_app(app, argc, argv, [&] { return run_sample(app, argc, argv, opt, sampler, runtime); });
+  return run_app(app, argc, argv, [&] { return run_sample(app, argc, argv, opt, guide, sampler, runtime); });
 }
 
 }  // namespace ddpm::cli

@@ -287,6 +287,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   config.data.validate();
   std::shared_ptr<Dataset> dataset = open_dataset(config.data);
   config.set_shape(dataset->channels(), dataset->height(), dataset->width());
+  config.set_classes(*dataset);
 
   DataParallel data_parallel(*group);
   TrainerOptions options;

@@ -22,6 +22,10 @@ namespace fs = std::filesystem;
 namespace ddpm {
 
 void DataConfig::validate() const {
+  if (class_folders && !labels.empty())
+    throw std::invalid_argument("--labels and --class-folders: give one source of class labels, not both");
+  if (class_folders && (source.rfind("idx:", 0) == 0))
+    throw std::invalid_argument("--class-folders: needs an image folder as --data, not an IDX file");
   if (source.empty()) throw std::invalid_argument("--data: required (a folder of images or idx:PATH)");
   if (source.rfind("idx:", 0) == 0 && source.size() == 4) throw std::invalid_argument("--data idx: needs a path");
   if (channels != 0 && channels != 1 && channels != 3 && channels != 4)
@@ -235,10 +239,19 @@ std::shared_ptr<Dataset> open_folder(const DataConfig& config, const std::string
   if (!skipped.empty())
     spdlog::warn("skipped {} unreadable file(s) of {} in '{}'", skipped.size(), files.size(), folder);
   const auto count = static_cast<int64_t>(good.size());
+  // Labels before the images are copied: a bad class layout fails fast.
+  std::pair<at::Tensor, std::vector<std::string>> classes;
+  if (config.class_folders) classes = class_folder_labels(folder, good);
+  auto labelled = [&](std::shared_ptr<Dataset> d) {
+    if (config.class_folders)
+      d->set_labels(classes.first, static_cast<int64_t>(classes.second.size()), classes.second,
+                    "--class-folders '" + folder + "'");
+    return d;
+  };
   std::string description = "image folder '" + folder + "': " + std::to_string(count) + " images, " +
                             shape_text(c, h, w) + (skipped.empty() ? "" : ", " + std::to_string(skipped.size()) +
                                                                                " skipped");
-  if (!config.cache) return std::make_shared<FolderDataset>(good, c, h, w, description, skipped);
+  if (!config.cache) return labelled(std::make_shared<FolderDataset>(good, c, h, w, description, skipped));
 
   at::Tensor images = at::empty({count, c, h, w}, at::TensorOptions().dtype(at::kByte));
   int64_t k = 0;
@@ -247,7 +260,7 @@ std::shared_ptr<Dataset> open_folder(const DataConfig& config, const std::string
     images[k++].copy_(tensor_from_image(decoded[i]));
     decoded[i] = Image{};  // free as we go
   }
-  return std::make_shared<MemoryDataset>(images, description, skipped);
+  return labelled(std::make_shared<MemoryDataset>(images, description, skipped));
 }
 
 std::shared_ptr<Dataset> open_idx(const DataConfig& config, std::string path) {
@@ -288,7 +301,9 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& config) {
     dataset = fs::is_regular_file(config.source, ec) ? open_idx(config, config.source)
                                                      : open_folder(config, config.source);
   }
-  spdlog::info("data: {}", dataset->describe());
+  if (!config.labels.empty()) attach_idx_labels(*dataset, config.labels);
+  spdlog::info("data: {}{}", dataset->describe(),
+               dataset->labels().defined() ? ", " + std::to_string(dataset->num_classes()) + " classes" : "");
   return dataset;
 }
 

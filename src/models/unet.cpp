@@ -57,6 +57,10 @@ void UNetConfig::validate() const {
   if (resample != "conv" && resample != "avgpool") bad("resample", "expected conv or avgpool, got '" + resample + "'");
   if (!(time_freq_shift >= 0.0 && time_freq_shift < static_cast<double>(base_channels / 2)))
     bad("time-freq-shift", "must be in [0, base-channels/2), got " + std::to_string(time_freq_shift));
+  if (num_classes < 0 || num_classes > (int64_t{1} << 20))
+    bad("num-classes", "must be in [0, 1048576], got " + std::to_string(num_classes));
+  if (!class_names.empty() && static_cast<int64_t>(class_names.size()) != num_classes)
+    bad("class-names", std::to_string(class_names.size()) + " names for " + std::to_string(num_classes) + " classes");
   if (time_embedding == TimeEmbedding::Interleaved && time_freq_shift != 0.0)
     bad("time-freq-shift", "must be 0 with time-embedding = interleaved");
   validate_size(image_height, image_width);
@@ -93,6 +97,24 @@ std::vector<LevelInfo> level_info(const UNetConfig& config) {
 
 using namespace unet_detail;
 
+namespace {
+
+// Rows of the class embedding for labels [B] (or one, broadcast): the class id, or the last
+// row for kNoClass. Out-of-range labels are refused, never clamped.
+at::Tensor class_rows(const at::Tensor& labels, int64_t B, int64_t num_classes, c10::Device device) {
+  if (!labels.defined()) return at::full({B}, num_classes, at::TensorOptions().dtype(at::kLong).device(device));
+  at::Tensor l = labels.reshape({-1}).to(device, at::kLong);
+  if (l.numel() == 1 && B != 1) l = l.expand({B});
+  if (l.numel() != B)
+    throw std::invalid_argument("UNet labels: expected " + std::to_string(B) + " values, got " + std::to_string(l.numel()));
+  if (B > 0 && ((l < kNoClass) | (l >= num_classes)).any().item<bool>())
+    throw std::invalid_argument("UNet labels: expected class ids in [0, " + std::to_string(num_classes) +
+                                ") or -1 (no class)");
+  return at::where(l == kNoClass, at::full_like(l, num_classes), l);
+}
+
+}  // namespace
+
 UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   config_.validate();
   reset();
@@ -106,6 +128,11 @@ void UNetImpl::reset() {
   };
   temb0_ = register_module("temb_0", std::make_shared<LinearImpl>(ch, temb, 1.0));
   temb1_ = register_module("temb_1", std::make_shared<LinearImpl>(temb, temb, 1.0));
+  // N(0, 1) rows, as diffusers' nn.Embedding: distinct from the start, so the network learns to
+  // read the class (zero rows left a tiny model ignoring it after 300 steps: the rows' gradients
+  // are weak while every class looks alike).
+  class_embedding_ = c.conditional() ? register_parameter("class_embedding", at::randn({c.num_classes + 1, temb}))
+                                     : at::Tensor();
   conv_in_ = register_module("conv_in", std::make_shared<Conv2dImpl>(c.image_channels, ch, 3, 1, 1, 1.0));
 
   down_res_.clear(); down_attn_.clear(); downsample_.clear();
@@ -154,7 +181,9 @@ void UNetImpl::reset() {
   }
 }
 
-at::Tensor UNetImpl::forward(const at::Tensor& x_in, const at::Tensor& t_in) {
+at::Tensor UNetImpl::forward(const at::Tensor& x_in, const at::Tensor& t_in) { return forward(x_in, t_in, {}); }
+
+at::Tensor UNetImpl::forward(const at::Tensor& x_in, const at::Tensor& t_in, const at::Tensor& labels_in) {
   const UNetConfig& c = config_;
   if (x_in.dim() != 4 || x_in.size(1) != c.image_channels)
     throw std::invalid_argument("UNet input: expected [B, " + std::to_string(c.image_channels) + ", H, W], got " +
@@ -171,6 +200,9 @@ at::Tensor UNetImpl::forward(const at::Tensor& x_in, const at::Tensor& t_in) {
   // Time embedding, shared by every residual block.
   at::Tensor temb = timestep_embedding(t.to(x.device()), c.base_channels, c.time_embedding, c.time_freq_shift);
   temb = temb1_->forward(at::silu(temb0_->forward(temb)));
+  if (c.conditional()) temb = temb + class_embedding_.index_select(0, class_rows(labels_in, B, c.num_classes, x.device()));
+  else if (labels_in.defined() && labels_in.numel() > 0 && (labels_in != kNoClass).any().item<bool>())
+    throw std::invalid_argument("UNet labels: the network is unconditional (num-classes = 0) but class labels were given");
   const at::Tensor silu_temb = at::silu(temb);
 
   std::vector<at::Tensor> hs;
@@ -285,6 +317,7 @@ std::string summary(const UNetConfig& c) {
     << ", num-heads " << c.num_heads << ", dropout " << c.dropout << ", groups " << c.groups << ", norm-eps "
     << c.norm_eps << ", resample " << c.resample << (c.channels_last ? ", channels-last" : "")
     << ", time-embedding " << to_string(c.time_embedding);
+  if (c.conditional()) s << ", classes " << c.num_classes;
   if (c.time_freq_shift != 0.0) s << " (shift " << c.time_freq_shift << ")";
   s << "\n";
   s << "parameters: " << params << "\n";

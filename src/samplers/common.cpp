@@ -108,19 +108,53 @@ at::Tensor per_image_norm(const at::Tensor& x) {
   return x.reshape({b, -1}).norm(2, {1}, /*keepdim=*/true).reshape(shape);
 }
 
-at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, const Stepper& step) {
-  const int64_t K = static_cast<int64_t>(kept.size());
-  for (int64_t k = K - 1; k >= 0; --k) {
-    const int64_t t = kept[static_cast<size_t>(k)];
-    const SamplerRun::Estimate e = run.estimate(x, t);
-    if (k == 0) {
-      x = e.x0;  // ᾱ = 1 after the last kept step: every sampler's output is x̂₀ there
-    } else {
-      const int64_t t_prev = kept[static_cast<size_t>(k - 1)];
-      x = step(k, t, t_prev, e, x);
-      run.correct(x, t_prev);
+std::vector<int64_t> visit_path(int64_t start, int64_t jump_length, int64_t resample) {
+  std::vector<int64_t> path;
+  const bool jumps = jump_length > 0 && resample > 1;
+  std::vector<int64_t> done(static_cast<size_t>(std::max<int64_t>(start + 1, 0)), 0);
+  for (int64_t s = start; s >= 0;) {
+    path.push_back(--s);
+    // As RePaint's schedule: at every multiple of the jump length (with room above), back up.
+    if (jumps && s >= 0 && s % jump_length == 0 && s + jump_length <= start &&
+        done[static_cast<size_t>(s)] < resample - 1) {
+      ++done[static_cast<size_t>(s)];
+      s += jump_length;
+      path.push_back(s);
     }
-    if (!run.report(K - k, K, x)) return e.x0;
+  }
+  return path;
+}
+
+at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, int64_t start,
+                         const StepperFactory& make_stepper, const Steering& steering) {
+  const std::vector<int64_t> path = visit_path(start, steering.jump_length, steering.resample);
+  const auto total = static_cast<int64_t>(path.size());
+  const NoiseFn noise = [&run] { return run.noise(); };
+  Stepper step = make_stepper();
+  at::Tensor x0 = x;  // x̂₀ of the latest estimate (returned when progress stops the run)
+  int64_t s = start;
+  for (int64_t i = 0; i < total; ++i) {
+    const int64_t next = path[static_cast<size_t>(i)];
+    if (next < s) {
+      const int64_t t = kept[static_cast<size_t>(s)];
+      const SamplerRun::Estimate e = run.estimate(x, t);
+      x0 = e.x0;
+      if (s == 0) {
+        x = e.x0;  // ᾱ = 1 after the last kept step: every sampler's output is x̂₀ there
+      } else {
+        const int64_t t_prev = kept[static_cast<size_t>(s - 1)];
+        x = step(s, t, t_prev, e, x);
+        run.correct(x, t_prev);
+      }
+      if (steering.hook) x = steering.hook(next >= 0 ? kept[static_cast<size_t>(next)] : -1, x, noise);
+    } else {
+      // Up: x_{t'} ~ q(x_{t'} | x_t) = N(√(ᾱ_{t'}/ᾱ_t) x_t, (1 − ᾱ_{t'}/ᾱ_t) I).
+      const double ratio = run.alpha_bar(kept[static_cast<size_t>(next)]) / run.alpha_bar(kept[static_cast<size_t>(s)]);
+      x = x * std::sqrt(ratio) + run.noise() * std::sqrt(std::max(0.0, 1.0 - ratio));
+      step = make_stepper();
+    }
+    s = next;
+    if (!run.report(i + 1, total, x)) return x0;
   }
   return x;
 }

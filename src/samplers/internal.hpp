@@ -79,10 +79,20 @@ at::Tensor per_image_norm(const at::Tensor& x);
 using Stepper = std::function<at::Tensor(int64_t k, int64_t t, int64_t t_prev, const SamplerRun::Estimate& e,
                                          const at::Tensor& x)>;
 
-/// The one sampling loop (k-diffusion style): per kept step, estimate at t, step to t_prev
-/// (the last step returns x̂₀), run the corrector, report. Returns the final sample, or x̂₀
-/// when progress stops it early.
-at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, const Stepper& step);
+/// Makes a fresh Stepper for a run (the registry, sampler.cpp); called again after every
+/// RePaint jump, since a multistep history belongs to the trajectory it was built on.
+using StepperFactory = std::function<Stepper()>;
+
+/// The kept-step indices visited after `start` (x at kept[start]), down to −1 (the final
+/// x̂₀), with RePaint's jumps back up (Steering::jump_length, resample).
+std::vector<int64_t> visit_path(int64_t start, int64_t jump_length, int64_t resample);
+
+/// The one sampling loop (k-diffusion style), from x at kept[start]: per kept step, estimate
+/// at t, step to t_prev (the last step returns x̂₀), run the corrector, then the steering hook,
+/// report; RePaint's up-jumps noise x forward instead. Returns the final sample, or x̂₀ when
+/// progress stops it early.
+at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, int64_t start,
+                         const StepperFactory& make_stepper, const Steering& steering);
 
 // The predictors: each makes its Stepper for a run (sampler.cpp maps SamplerKind to them).
 Stepper ancestral_stepper(SamplerRun& run, const std::vector<int64_t>& kept);

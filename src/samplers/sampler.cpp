@@ -34,6 +34,19 @@ detail::Stepper make_stepper(SamplerKind kind, detail::SamplerRun& run, const st
   throw std::invalid_argument("sampler: unknown kind");
 }
 
+void check_steering(const Steering& s, int64_t n, int64_t C, int64_t H, int64_t W) {
+  if (!(s.strength >= 0.0 && s.strength <= 1.0)) bad("strength", "must be in [0, 1], got " + show(s.strength));
+  if (s.jump_length < 0) bad("jump-length", "must be >= 0, got " + std::to_string(s.jump_length));
+  if (s.resample < 1) bad("resample", "must be >= 1, got " + std::to_string(s.resample));
+  if (s.strength < 1.0) {
+    if (!s.init.defined()) bad("init", "SDEdit with strength < 1 needs init images");
+    const std::vector<int64_t> want{n, C, H, W};
+    if (s.init.sizes() != at::IntArrayRef(want))
+      bad("init", "expected images of shape [" + std::to_string(n) + ", " + std::to_string(C) + ", " +
+                      std::to_string(H) + ", " + std::to_string(W) + "], got " + c10::str(s.init.sizes()));
+  }
+}
+
 }  // namespace
 
 SamplerKind parse_sampler_kind(const std::string& text) {
@@ -114,7 +127,7 @@ at::Tensor dynamic_threshold(const at::Tensor& x0, double percentile) {
 
 at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config, int64_t n,
                   int64_t channels, int64_t height, int64_t width, int64_t first_index, const ProgressFn& progress,
-                  const StepFn& on_step) {
+                  const StepFn& on_step, const Steering& steering) {
   const int64_t T = schedule.num_timesteps();
   config.validate(schedule);
   c10::NoGradGuard no_grad;  // sampling never needs a graph, whatever the denoiser's weights
@@ -127,9 +140,26 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 
   // The kept timesteps, ascending; all T for plain ancestral sampling.
   const auto kept = timestep_subset(T, config.resolved_steps(T), config.spacing);
+  check_steering(steering, n, channels, height, width);
   detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, kept, progress, on_step);
-  at::Tensor x = run.initial();
-  return detail::run_predictor(run, kept, x, make_stepper(config.kind, run, kept));
+  const auto K = static_cast<int64_t>(kept.size());
+  int64_t start = K - 1;
+  at::Tensor x;
+  if (steering.strength < 1.0) {
+    const at::Tensor init = steering.init.to(schedule.device(), at::kFloat);
+    if (steering.strength == 0.0) return init.clone();
+    // SDEdit: the kept t whose t + 1 steps are nearest strength·T (ties: the smaller t).
+    const double target = steering.strength * static_cast<double>(T);
+    start = 0;
+    for (int64_t k = 1; k < K; ++k)
+      if (std::abs(static_cast<double>(kept[k] + 1) - target) < std::abs(static_cast<double>(kept[start] + 1) - target))
+        start = k;
+    const double ab = run.alpha_bar(kept[static_cast<size_t>(start)]);
+    x = init * std::sqrt(ab) + run.noise() * std::sqrt(1.0 - ab);
+  } else {
+    x = run.initial();
+  }
+  return detail::run_predictor(run, kept, x, start, [&] { return make_stepper(config.kind, run, kept); }, steering);
 }
 
 }  // namespace ddpm

@@ -95,6 +95,24 @@ void Config::set_shape(int64_t c, int64_t h, int64_t w) {
   resolve();
 }
 
+void Config::set_classes(const Dataset& data) {
+  if (!data.labels().defined()) {
+    if (model.num_classes > 0)
+      bad("num-classes", std::to_string(model.num_classes) +
+                             " classes, but the data has no labels (give --labels idx:PATH or --class-folders)");
+    return;
+  }
+  if (model.num_classes == 0) model.num_classes = data.num_classes();
+  if (model.num_classes != data.num_classes())
+    bad("num-classes", std::to_string(model.num_classes) + ", but the labels have " + std::to_string(data.num_classes()) +
+                           " classes (ids 0 .. " + std::to_string(data.num_classes() - 1) + ")");
+  if (!data.class_names().empty()) {
+    if (model.class_names.empty()) model.class_names = data.class_names();
+    if (model.class_names != data.class_names())
+      bad("class-names", "the data's class folders are not the classes of the run's config");
+  }
+}
+
 void Config::validate() const {
   Config c = *this;
   c.resolve();

@@ -94,6 +94,25 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
+std::string join_names(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s;
+}
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  size_t begin = 0;
+  for (;;) {
+    const size_t end = text.find(',', begin);
+    out.push_back(text.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
+    if (out.back().empty()) reject("empty class name in '" + text + "'");
+    if (end == std::string::npos) return out;
+    begin = end + 1;
+  }
+}
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Builders: one line per key below. `F` projects a Config onto the field.
@@ -225,6 +244,11 @@ std::vector<ConfigKey> build() {
            "Training images: a folder (recursive; PNG, JPEG, BMP, TGA, GIF) or idx:PATH for an MNIST-family IDX "
            "images file (PATH or PATH.gz)");
   t.boolean("hflip", FIELD(data.hflip), "Random horizontal flips (p = 1/2)");
+  t.string("labels", FIELD(data.labels),
+           "Class labels: idx:PATH of an IDX labels file (PATH or PATH.gz), one per image (makes the model "
+           "class-conditional)");
+  t.boolean("class-folders", FIELD(data.class_folders),
+            "Class labels from the image folder's sub-folders (sorted names -> ids 0, 1, ...)");
   t.integer("workers", FIELD(data.workers), 0, 256, "Data loader threads (0 = load in the training thread)")
       .operational = true;
   t.integer("prefetch", FIELD(data.prefetch), 1, 1024, "Batches the loader prepares ahead").operational = true;
@@ -252,6 +276,15 @@ std::vector<ConfigKey> build() {
       "timestep embedding: interleaved (libddpm's) | sin-cos (original DDPM, diffusers) | cos-sin (diffusers' flip)");
   t.floating("time-freq-shift", FIELD(model.time_freq_shift), 0.0, kInf,
              "embedding frequencies exp(-ln(1e4) i/(d/2 - shift)); the original DDPM: 1 (sin-cos and cos-sin only)");
+  t.integer("num-classes", FIELD(model.num_classes), 0, 1 << 20,
+            "class-conditional with this many classes (0 = unconditional; ddpm-train infers it from the labels)");
+  {
+    // Names may not contain ',' (the separator); ddpm-train refuses class folders that do.
+    ConfigKey& k = t.add("class-names", KeyType::String,
+                         "names of the classes 0, 1, ... (comma-separated; --class-folders sets them from the folders)");
+    k.get = [](const Config& c) { return join_names(c.model.class_names); };
+    k.set = [](Config& c, const std::string& text) { c.model.class_names = split_names(text); };
+  }
 
   // ---------------------------------------------------------------- Schedule
   t.area = KeyArea::Schedule;
@@ -310,6 +343,8 @@ std::vector<ConfigKey> build() {
       [](LossWeighting w) { return to_string(w); },
       "Per-timestep loss weight: none (DDPM's L_simple) | min-snr (Hang et al. 2023)");
   t.floating("min-snr-gamma", FIELD(train.min_snr_gamma), 0.0, kInf, "γ of min-SNR-γ weighting");
+  t.floating("cond-drop", FIELD(train.cond_drop), 0.0, 1.0,
+             "Class-conditional models: probability of training an image as 'no class' (classifier-free guidance)");
   t.unsigned_("seed", FIELD(train.seed), "Seed of model init, timesteps, noise, dropout and data order");
   t.boolean("bf16", FIELD(train.bf16), "bf16 autocast (CUDA, and CPUs that support it); fp32 otherwise");
   t.integer("sample-every", FIELD(train.sample_every), 0, 1e15,

@@ -181,6 +181,10 @@ Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device de
     throw std::invalid_argument(fmt::format(
         "image-size/channels: the model expects {}×{}×{} images but the data gives {}×{}×{}", m.image_channels,
         m.image_height, m.image_width, dataset_->channels(), dataset_->height(), dataset_->width()));
+  if (m.conditional() && (!dataset_->labels().defined() || dataset_->num_classes() != m.num_classes))
+    throw std::invalid_argument(fmt::format("num-classes: the model has {} classes but the data {}", m.num_classes,
+                                            dataset_->labels().defined() ? std::to_string(dataset_->num_classes()) + " classes"
+                                                                         : std::string("has no labels")));
 
   const auto& t = config_.train;
   seed_global(t.seed);
@@ -298,6 +302,13 @@ StepStats Trainer::train_step() {
     TrainingDraws draws = training_draws(t.seed, step_, k, t.batch_size, first, B, shape, T);
     at::Tensor timesteps = draws.timesteps;
     at::Tensor noise = draws.noise;
+    // Class-conditional: the images' labels, each dropped to "no class" with probability
+    // cond-drop by its own stream's number (so the drops do not depend on the world size).
+    at::Tensor labels;
+    if (config_.model.conditional())
+      labels = at::where(draws.drop_u < t.cond_drop, at::full({B}, kNoClass, at::kLong),
+                         dataset_->labels().index_select(0, batch.indices))
+                   .to(device_);
     // ᾱ in float64 (as q_sample's coefficients): float32 ᾱ = 0.9999 leaves 1 − ᾱ off by 2e-4.
     // Gathered from the CPU indices, before they move to the device.
     const at::Tensor alpha_bar = alpha_bar_at(*schedule_, timesteps, x0.dim(), device_);
@@ -312,7 +323,7 @@ StepStats Trainer::train_step() {
     at::Tensor out;
     {
       Autocast autocast(t.bf16, device_);
-      out = model_->forward(xt, timesteps);
+      out = model_->forward(xt, timesteps, labels);
     }
     out = out.to(at::kFloat);
     const at::Tensor target = training_target(t.prediction, x0, noise, alpha_bar);

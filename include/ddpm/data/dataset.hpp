@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ddpm {
@@ -26,6 +27,11 @@ struct DataConfig {
   int64_t workers = 2;   ///< loader threads; 0 = build batches in the calling thread
   int64_t prefetch = 4;  ///< batches prepared ahead (bounded queue), >= 1
   bool cache = true;     ///< keep decoded, resized images in memory as uint8
+  /// Class labels: "idx:PATH" (or PATH) of an IDX labels file, one per image in order
+  /// (e.g. Fashion-MNIST's train-labels-idx1-ubyte.gz); "" = none.
+  std::string labels;
+  /// Class labels from the first-level sub-folders of the image folder: sorted names → 0, 1, ...
+  bool class_folders = false;
 
   /// Throws std::invalid_argument naming the option (--data, --channels, ...).
   void validate() const;
@@ -46,7 +52,29 @@ class Dataset {
   virtual std::string describe() const = 0;
   /// Files that were skipped because they could not be decoded (folders only).
   virtual std::vector<std::string> skipped() const { return {}; }
+
+  /// Class labels int64 [size()] in [0, num_classes()), undefined when the data has none.
+  const at::Tensor& labels() const { return labels_; }
+  int64_t num_classes() const { return num_classes_; }
+  /// Names of the classes (class folders), empty when only ids are known (IDX labels).
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  /// Attaches labels (checked: one per image, in [0, num_classes), no class without an image;
+  /// num_classes 0 = max + 1). Throws std::invalid_argument naming `option`.
+  void set_labels(at::Tensor labels, int64_t num_classes, std::vector<std::string> names, const std::string& option);
+
+ private:
+  at::Tensor labels_;
+  int64_t num_classes_ = 0;
+  std::vector<std::string> class_names_;
 };
+
+/// Class ids of image files under `folder` by their first-level sub-folder (sorted names → ids),
+/// with the names. Throws std::invalid_argument naming --class-folders for a file outside a
+/// class folder, a name containing ',', or a class folder without a readable image.
+std::pair<at::Tensor, std::vector<std::string>> class_folder_labels(const std::string& folder,
+                                                                    const std::vector<std::string>& files);
+/// Reads --labels (idx:PATH or PATH, gzip or not) for `dataset` and attaches them.
+void attach_idx_labels(Dataset& dataset, const std::string& source);
 
 /// Opens config.source (see DataConfig). For a folder, every candidate file is
 /// decoded once here (on max(1, workers) threads) so that unreadable or truncated

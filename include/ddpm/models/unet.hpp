@@ -53,10 +53,18 @@ struct UNetConfig {
   bool channels_last = false;     ///< weights and activations in channels_last memory format
   TimeEmbedding time_embedding = TimeEmbedding::Interleaved;  ///< see TimeEmbedding
   double time_freq_shift = 0.0;   ///< `shift` of the embedding's frequencies (DDPM: 1); < base_channels/2
+  /// Class-conditional (Ho & Salimans 2022) when > 0: a learned embedding of num_classes + 1
+  /// rows (the last is "no class") added to the time embedding. 0: unconditional, the
+  /// network and its parameters exactly as before.
+  int64_t num_classes = 0;
+  /// Names of the classes (ids 0 .. num_classes−1), metadata for ddpm-sample --class NAME;
+  /// empty: the classes are known by id only.
+  std::vector<std::string> class_names;
 
   int64_t levels() const { return static_cast<int64_t>(channel_mult.size()); }
   int64_t out_channels() const { return learned_variance ? 2 * image_channels : image_channels; }
   int64_t time_embed_dim() const { return 4 * base_channels; }
+  bool conditional() const { return num_classes > 0; }
   /// Throws std::invalid_argument naming the offending key (including a size that
   /// does not divide by 2^(levels−1), naming the size and the divisor).
   void validate() const;
@@ -83,7 +91,10 @@ class DownsampleImpl;
 class UpsampleImpl;
 }  // namespace unet_detail
 
-/// Parameter names follow the structure: temb_0, temb_1, conv_in, down_<level>_res_<i>,
+/// The label of "no class" (unconditional evaluation of a class-conditional network).
+inline constexpr int64_t kNoClass = -1;
+
+/// Parameter names follow the structure: temb_0, temb_1, class_embedding (conditional only), conv_in, down_<level>_res_<i>,
 /// down_<level>_attn_<i>, down_<level>_downsample, mid_res_0, mid_attn, mid_res_1,
 /// up_<level>_res_<i>, up_<level>_attn_<i>, up_<level>_upsample, norm_out, conv_out;
 /// inside: conv1/conv2/norm1/norm2/temb_proj/shortcut, norm/q/k/v/proj_out, .weight/.bias.
@@ -96,6 +107,10 @@ class UNetImpl : public torch::nn::Cloneable<UNetImpl> {
   /// (channels_last when config().channels_last). H and W may differ from the
   /// config's, but must divide by 2^(levels−1) (std::invalid_argument otherwise).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t);
+  /// Class-conditional forward: labels int64 [B] (or one value, broadcast) in
+  /// [0, num_classes), or kNoClass for the unconditional output. An unconditional network
+  /// accepts only kNoClass (std::invalid_argument otherwise); an undefined tensor = kNoClass.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels);
   const UNetConfig& config() const { return config_; }
   /// Re-creates every layer with the original initialisation (Cloneable's contract).
   void reset() override;
@@ -103,6 +118,7 @@ class UNetImpl : public torch::nn::Cloneable<UNetImpl> {
  private:
   UNetConfig config_;
   std::shared_ptr<unet_detail::LinearImpl> temb0_, temb1_;
+  at::Tensor class_embedding_;  ///< [num_classes + 1, time_embed_dim]; undefined when unconditional
   std::shared_ptr<unet_detail::Conv2dImpl> conv_in_, conv_out_;
   std::shared_ptr<unet_detail::GroupNormImpl> norm_out_;
   // One entry per ResBlock in path order; attention entries are null where a level has none.

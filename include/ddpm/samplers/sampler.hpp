@@ -31,6 +31,30 @@ using ProgressFn = std::function<bool(int64_t step, int64_t total)>;
 /// Called after each step with the current x_t (for trajectories).
 using StepFn = std::function<void(int64_t step, int64_t total, const at::Tensor& x)>;
 
+/// The samplers' per-image N(0, I) draws (image k from its own stream), for steering hooks.
+using NoiseFn = std::function<at::Tensor()>;
+/// Called after every predictor step with the original timestep t that x now belongs to
+/// (−1: the final sample, x̂₀). Returns x_t itself or a replacement of the same shape (RePaint's
+/// known region, ILVR's low frequencies); draws its noise from `noise` (the run's own streams).
+using StepHook = std::function<at::Tensor(int64_t t, const at::Tensor& x, const NoiseFn& noise)>;
+
+/// How a run is steered; the default is plain sampling from x_T ~ N(0, I). steering.hpp builds
+/// these for SDEdit, RePaint and ILVR.
+struct Steering {
+  /// SDEdit (Meng et al. 2022): [n, C, H, W] clean images to start from; used when strength < 1.
+  at::Tensor init;
+  /// SDEdit: start at the kept timestep t nearest strength·T (t + 1 steps of T), from
+  /// x_t = √ᾱ_t init + √(1−ᾱ_t) z. 1: from pure noise, exactly as unconditional sampling
+  /// (init unused); 0: the result is init itself, no step taken.
+  double strength = 1.0;
+  StepHook hook;  ///< after every predictor step (after the corrector)
+  /// RePaint's time travel (Lugmayr et al. 2022, §4.2): whenever the kept-step index s is a
+  /// multiple of jump_length, x is noised back up jump_length kept steps (q(x_{t'} | x_t)) and
+  /// those steps are sampled again, resample − 1 times. 0 or resample 1: no jumps.
+  int64_t jump_length = 0;
+  int64_t resample = 1;
+};
+
 enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
 SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
 std::string to_string(SamplerKind kind);
@@ -75,11 +99,12 @@ struct SamplerConfig {
 /// so on CPU an image is bitwise the same whatever the batch it is drawn in (given a
 /// batch-invariant denoiser). The result is float32 on the schedule's device.
 ///
-/// Order of the noise draws of each image: x_T, then per predictor step the ancestral z
+/// Order of the noise draws of each image: x_T (SDEdit: the z of the start), then per predictor step the ancestral z
 /// (ddpm and ddim with η > 0, not at the last step), then one z per corrector step.
 at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config,
                   int64_t n, int64_t channels, int64_t height, int64_t width, int64_t first_index = 0,
-                  const ProgressFn& progress = nullptr, const StepFn& on_step = nullptr);
+                  const ProgressFn& progress = nullptr, const StepFn& on_step = nullptr,
+                  const Steering& steering = {});
 
 /// The per-image noise of the samplers: image k draws from its own xoshiro256++ generator
 /// seeded through SplitMix64 from (seed, first_index + k); normals by Box–Muller in float64,

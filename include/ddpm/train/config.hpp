@@ -46,6 +46,9 @@ struct TrainConfig {
   Prediction prediction = Prediction::Epsilon;  ///< what the network predicts (prediction)
   LossWeighting loss_weighting = LossWeighting::None;  ///< (loss-weighting)
   double min_snr_gamma = 5.0;   ///< γ of min-SNR weighting (min-snr-gamma)
+  /// Probability of training a labelled image as "no class" (cond-drop; Ho & Salimans 2022),
+  /// so that one network is both conditional and unconditional (classifier-free guidance).
+  double cond_drop = 0.1;
   uint64_t seed = 0;            ///< model init, t, noise, dropout and data order (seed)
   bool bf16 = false;            ///< bf16 autocast (CUDA; CPU where supported) (bf16)
   int64_t sample_every = 0;     ///< steps between sample grids, and one at the end; 0 = none (sample-every)
@@ -81,6 +84,10 @@ struct Config {
   void resolve();
   /// Fixes the shape to the data's (sets image-size "HxW", channels, model and data).
   void set_shape(int64_t channels, int64_t height, int64_t width);
+  /// Takes the classes from the data's labels: num-classes inferred when 0 (else it must
+  /// match), class-names from class folders (a resumed run must see the same ones). A
+  /// conditional model needs labelled data. Throws std::invalid_argument naming the option.
+  void set_classes(const Dataset& data);
   /// resolve() + every area's validate().
   void validate() const;
 };

@@ -1,0 +1,53 @@
+#pragma once
+// Steering a sampler without retraining (all on top of sample()'s Steering and its one loop):
+//   classifier-free guidance  Ho & Salimans 2022: ε̃ = (1 + w) ε(x_t, c) − w ε(x_t)
+//   SDEdit                    Meng et al. 2022: start from a noised image (strength)
+//   RePaint                   Lugmayr et al. 2022: inpainting, the known region replaced by a
+//                             forward-noised copy of the image at every step, with time travel
+//   ILVR                      Choi et al. 2021: the low frequencies of x_t replaced by those of the
+//                             forward-noised reference (super-resolution with an unconditional model)
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "ddpm/math/schedule.hpp"
+#include "ddpm/samplers/sampler.hpp"
+
+namespace ddpm {
+
+/// (x_t [B,C,H,W], t int64 [B], labels int64 [B]: class ids or kNoClass = −1) → model output.
+using ConditionalDenoiser =
+    std::function<at::Tensor(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& labels)>;
+
+/// The Denoiser of `model` for images of the given labels (int64 [n], one per image of the run).
+Denoiser with_labels(ConditionalDenoiser model, at::Tensor labels);
+
+/// Classifier-free guidance with weight w ≥ 0: out = (1 + w) out(x, c) − w out(x, ∅), the
+/// conditional and unconditional halves in one forward of 2B images. Right for ε, x₀ and v
+/// outputs alike: at fixed x_t each is an affine function of the others, and an affine
+/// combination with weights summing to 1 commutes with affine maps. w = 0 gives the
+/// conditional output bit for bit (1·c − 0·u = c).
+Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w);
+
+/// SDEdit from `init` [n, C, H, W] in [−1, 1] at `strength` in [0, 1] (see Steering).
+Steering sdedit(at::Tensor init, double strength);
+
+/// RePaint: `keep` [n or 1, 1 or C, H, W] bool, true where init's pixels are known and kept.
+/// After every step to t the known region is √ᾱ_t init + √(1−ᾱ_t) z (a fresh z per step);
+/// after the last it is init itself, so the known pixels of the result equal init exactly.
+/// jump_length, resample: the paper's j and r (10 and 10).
+Steering repaint(const NoiseSchedule& schedule, at::Tensor init, at::Tensor keep, int64_t jump_length = 10,
+                 int64_t resample = 10);
+
+/// φ_N: average over N×N blocks, then repeat each block mean N×N times. A projection
+/// (φ_N ∘ φ_N = φ_N); H and W must divide by N.
+at::Tensor low_pass(const at::Tensor& x, int64_t factor);
+
+/// ILVR super-resolution from `lowres` [n, C, H/N, W/N] in [−1, 1], N = factor: after every
+/// step to t, x ← x − φ_N(x) + φ_N(y_t), y_t = √ᾱ_t y + √(1−ᾱ_t) z with y the lowres image
+/// repeated N×N. After the last step (ᾱ = 1) the N×N block means of the result are lowres
+/// (up to float32 rounding).
+Steering ilvr(const NoiseSchedule& schedule, at::Tensor lowres, int64_t factor);
+
+}  // namespace ddpm

@@ -1,0 +1,123 @@
+// Guidance and steering built on sample()'s one loop (see steering.hpp for the papers).
+#include "ddpm/samplers/steering.hpp"
+
+#include <ATen/ops/avg_pool2d.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/where.h>
+#include <ATen/TensorOperators.h>
+
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ddpm/models/unet.hpp"
+#include "ddpm/util/errors.hpp"
+
+namespace ddpm {
+namespace {
+
+std::string shape_string(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// ᾱ_t as a host table (t = −1: 1).
+std::shared_ptr<std::vector<double>> alpha_bar_table(const NoiseSchedule& schedule) {
+  const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+  return std::make_shared<std::vector<double>>(ab.data_ptr<double>(), ab.data_ptr<double>() + ab.numel());
+}
+
+at::Tensor labels_for(const at::Tensor& labels, const at::Tensor& x) {
+  if (labels.dim() != 1 || labels.size(0) != x.size(0))
+    throw std::invalid_argument("guidance: " + std::to_string(labels.numel()) + " labels for a batch of " +
+                                std::to_string(x.size(0)) + " images");
+  return labels.to(x.device(), at::kLong);
+}
+
+void check_image(const char* option, const at::Tensor& x) {
+  if (!x.defined() || x.dim() != 4) bad_input(option, "expected images [n, C, H, W]");
+}
+
+}  // namespace
+
+Denoiser with_labels(ConditionalDenoiser model, at::Tensor labels) {
+  return [model = std::move(model), labels = std::move(labels)](const at::Tensor& x, const at::Tensor& t) {
+    return model(x, t, labels_for(labels, x));
+  };
+}
+
+Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w) {
+  if (!(w >= 0.0 && std::isfinite(w))) bad_input("guidance", "must be a finite number >= 0");
+  return [model = std::move(model), labels = std::move(labels), w](const at::Tensor& x, const at::Tensor& t) {
+    const at::Tensor c = labels_for(labels, x);
+    const int64_t B = x.size(0);
+    // One forward of [conditional; unconditional]: twice the batch, half the calls.
+    const at::Tensor out = model(at::cat({x, x}, 0), at::cat({t, t}, 0), at::cat({c, at::full_like(c, kNoClass)}, 0));
+    return out.narrow(0, 0, B) * (1.0 + w) - out.narrow(0, B, B) * w;
+  };
+}
+
+Steering sdedit(at::Tensor init, double strength) {
+  check_image("--init", init);
+  if (!(strength >= 0.0 && strength <= 1.0)) bad_input("--strength", "must be in [0, 1]");
+  Steering s;
+  s.init = std::move(init);
+  s.strength = strength;
+  return s;
+}
+
+Steering repaint(const NoiseSchedule& schedule, at::Tensor init, at::Tensor keep, int64_t jump_length,
+                 int64_t resample) {
+  check_image("--init", init);
+  check_image("--mask", keep);
+  for (int64_t d : {0, 1})
+    if (keep.size(d) != 1 && keep.size(d) != init.size(d))
+      bad_input("--mask", "shape " + shape_string(keep.sizes()) + " does not fit the images " + shape_string(init.sizes()));
+  if (keep.size(2) != init.size(2) || keep.size(3) != init.size(3))
+    bad_input("--mask", "is " + std::to_string(keep.size(3)) + "x" + std::to_string(keep.size(2)) + " but --init is " +
+                            std::to_string(init.size(3)) + "x" + std::to_string(init.size(2)));
+  Steering s;
+  s.jump_length = jump_length;
+  s.resample = resample;
+  auto ab = alpha_bar_table(schedule);
+  const at::Tensor x0 = init.to(schedule.device(), at::kFloat);
+  const at::Tensor m = keep.to(schedule.device(), at::kBool);
+  s.hook = [ab, x0, m](int64_t t, const at::Tensor& x, const NoiseFn& noise) {
+    if (t < 0) return at::where(m, x0, x);  // the end: the known pixels are the init's, exactly
+    const double a = (*ab)[static_cast<size_t>(t)];
+    return at::where(m, x0 * std::sqrt(a) + noise() * std::sqrt(1.0 - a), x);
+  };
+  return s;
+}
+
+at::Tensor low_pass(const at::Tensor& x, int64_t factor) {
+  if (factor < 1 || x.dim() != 4 || x.size(2) % factor || x.size(3) % factor)
+    throw std::invalid_argument("low_pass: image size " + shape_string(x.sizes()) + " does not divide by " +
+                                std::to_string(factor));
+  if (factor == 1) return x;
+  const at::Tensor mean = at::avg_pool2d(x, {factor, factor});
+  return mean.repeat_interleave(factor, 2).repeat_interleave(factor, 3);
+}
+
+Steering ilvr(const NoiseSchedule& schedule, at::Tensor lowres, int64_t factor) {
+  check_image("--upscale", lowres);
+  if (factor < 1) bad_input("--upscale-factor", "must be >= 1");
+  auto ab = alpha_bar_table(schedule);
+  const at::Tensor y = lowres.to(schedule.device(), at::kFloat).repeat_interleave(factor, 2).repeat_interleave(factor, 3);
+  Steering s;
+  s.hook = [ab, y, factor](int64_t t, const at::Tensor& x, const NoiseFn& noise) {
+    if (x.sizes() != y.sizes())
+      bad_input("--upscale", "the low-resolution images x" + std::to_string(factor) + " are " +
+                                 shape_string(y.sizes()) + ", the samples " + shape_string(x.sizes()));
+    const double a = t < 0 ? 1.0 : (*ab)[static_cast<size_t>(t)];
+    const at::Tensor y_t = t < 0 ? y : y * std::sqrt(a) + noise() * std::sqrt(1.0 - a);
+    return x - low_pass(x, factor) + low_pass(y_t, factor);
+  };
+  return s;
+}
+
+}  // namespace ddpm
