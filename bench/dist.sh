@@ -10,7 +10,8 @@ STEPS=${2:-60}
 FM=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 W=$(mktemp -d /tmp/ddpm-bench-dist-XXXXXX)
 trap 'rm -rf "$W"' EXIT
-opts=(--config configs/fashion-mnist-28.toml --data "idx:$FM" --steps "$STEPS" --sample-every 0 --save-every 100000
+CONFIG=${CONFIG:-configs/fashion-mnist-28.toml}
+opts=(--config "$CONFIG" --data "idx:$FM" --steps "$STEPS" --sample-every 0 --save-every 100000
       --log-every 10 --log-level info)
 step_ms() {  # the mean step time of steps 11..STEPS from metrics.jsonl (images/s → ms/step)
   python3 - "$1/metrics.jsonl" <<'PY'
