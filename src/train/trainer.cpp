@@ -152,10 +152,8 @@ struct Trainer::State {
       : optimizer(params, torch::optim::AdamWOptions(t.lr)
                               .betas(std::make_tuple(t.adam_beta1, t.adam_beta2))
                               .eps(t.adam_eps)
-                              .weight_decay(t.weight_decay)),
-        gen(at::make_generator<at::CPUGeneratorImpl>(t.seed ^ kTrainerStream)) {}
+                              .weight_decay(t.weight_decay)) {}
   torch::optim::AdamW optimizer;
-  at::Generator gen;
   std::unique_ptr<DataLoader> loader;
   std::ofstream metrics;
   // Evaluation (eval-every): the feature network and the reference, loaded at the first one.
@@ -251,7 +249,8 @@ void Trainer::resume(const std::string& path) {
   if (reader.has_optimizer()) reader.load_optimizer(state_->optimizer);
   step_ = reader.step();
   if (auto s = reader.rng_state("torch_cpu"); s.defined()) set_state(global_cpu_generator(), s);
-  if (auto s = reader.rng_state("trainer"); s.defined()) set_state(state_->gen, s);
+  // Older checkpoints also hold a "trainer" generator: t and noise now come from per-image
+  // streams keyed by (seed, step, index), so there is no state of theirs to restore.
   if (device_.is_cuda())
     if (auto s = reader.rng_state("torch_cuda"); s.defined()) {
       at::Generator gen = device_generator(device_);
@@ -273,7 +272,7 @@ StepStats Trainer::train_step() {
   // What the step consumes, so that a stop between micro-batches can undo it: the checkpoint
   // written then is the one of the last whole step, and a resume continues exactly.
   const LoaderState loader_before = state_->loader->state();
-  const at::Tensor gen_before = get_state(state_->gen), global_before = get_state(global_cpu_generator());
+  const at::Tensor global_before = get_state(global_cpu_generator());
 
   const int64_t T = schedule_->num_timesteps();
   const int64_t share = t.batch_size / options_.world_size, first = options_.rank * share;
@@ -291,7 +290,6 @@ StepStats Trainer::train_step() {
     if (k > 0 && !distributed() && options_.stop && options_.stop->load()) {
       state_->optimizer.zero_grad();
       state_->loader->reset(loader_before);
-      set_state(state_->gen, gen_before);
       set_state(global_cpu_generator(), global_before);
       throw StepInterrupted(fmt::format("step {} interrupted after {} of {} micro-batches", step_ + 1, k, t.grad_accum));
     }
@@ -403,7 +401,6 @@ std::string Trainer::save_checkpoint() {
   c.ema_updates = ema_->num_updates();
   c.optimizer = &state_->optimizer;
   c.rng["torch_cpu"] = get_state(global_cpu_generator());
-  c.rng["trainer"] = get_state(state_->gen);
   if (device_.is_cuda()) {
     at::Generator gen = device_generator(device_);
     c.rng["torch_cuda"] = get_state(gen);

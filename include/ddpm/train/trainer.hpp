@@ -148,7 +148,7 @@ class Trainer {
   std::unique_ptr<NoiseSchedule> schedule_;
   UNet model_{nullptr}, ema_model_{nullptr};
   std::unique_ptr<EMA> ema_;
-  struct State;  // optimizer, generators, loader (heavy headers stay in trainer.cpp)
+  struct State;  // optimizer, loader, metrics (heavy headers stay in trainer.cpp)
   std::unique_ptr<State> state_;
   int64_t step_ = 0;
   bool stop_agreed_ = false;  // distributed: some rank asked to stop (agreed in the last step)
