@@ -17,17 +17,10 @@
 #include <thread>
 
 #include "ddpm/data/dataset.hpp"
+#include "util/splitmix.hpp"
 
 namespace ddpm {
 namespace {
-
-// splitmix64 finaliser: a well-mixed 64-bit hash.
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Uniform in [0, m) by rejection (std::uniform_int_distribution differs between
 // standard libraries; this does not).
@@ -45,13 +38,13 @@ std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) 
   if (n < 0) throw std::invalid_argument("epoch_permutation: n must be >= 0");
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(mix(mix(seed ^ 0x5045524D55544531ull) + static_cast<uint64_t>(epoch)));
+  std::mt19937_64 rng(mix64(mix64(seed ^ 0x5045524D55544531ull) + static_cast<uint64_t>(epoch)));
   for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[bounded(rng, static_cast<uint64_t>(i) + 1)]);
   return order;
 }
 
 bool flip_decision(uint64_t seed, int64_t epoch, int64_t position) {
-  const uint64_t h = mix(mix(mix(seed ^ 0x48464C4950000000ull) + static_cast<uint64_t>(epoch)) +
+  const uint64_t h = mix64(mix64(mix64(seed ^ 0x48464C4950000000ull) + static_cast<uint64_t>(epoch)) +
                          static_cast<uint64_t>(position));
   return (h >> 63) != 0;
 }

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "ddpm/io/atomic_file.hpp"
+#include "util/splitmix.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
@@ -123,13 +124,6 @@ void truncate_metrics(const std::string& path, int64_t step) {
 
 std::string non_finite_text(double value, bool distributed) {
   return fmt::format("{}{}", value, distributed ? " (on at least one rank)" : "");
-}
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
 }
 
 }  // namespace
