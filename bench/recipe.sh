@@ -9,6 +9,7 @@
 #   PROBE=40 bench/recipe.sh NAME CONFIG ...   # only a 40-step run: prints its training steps/s
 #
 # Environment: BIN (build), RUNS (runs/recipe), THREADS (2), N (2000 samples),
+# NPROC (train with --nproc-per-node NPROC, one thread per rank, instead of one process with THREADS),
 # SAMPLER / SAMPLE_STEPS / CLIP (ddpm / 100 / --clip-x0: the demo's sampler),
 # FEATURES (/tmp/fmnist-clf.pt, made by `ddpm-eval fit-classifier`, see README), FM (dataset folder),
 # SKIP_TRAIN=1 to re-evaluate an existing run with another sampler.
@@ -24,11 +25,13 @@ FEATURES=${FEATURES:-/tmp/fmnist-clf.pt} FM=${FM:-/usr/share/datasets/fashion-mn
 RUN=$RUNS/$NAME
 mkdir -p "$RUNS"
 load() { cut -d' ' -f1 /proc/loadavg; }
+TRAIN_PAR=(--threads "$THREADS")
+[ -n "${NPROC:-}" ] && TRAIN_PAR=(--nproc-per-node "$NPROC")
 now() { date +%s.%N; }
 
 if [ -n "${PROBE:-}" ]; then  # throughput only: steps/s of the last logged interval
   rm -rf "$RUN-probe"
-  "$BIN/ddpm-train" --config "$CONFIG" --run-dir "$RUN-probe" --threads "$THREADS" "$@" \
+  "$BIN/ddpm-train" --config "$CONFIG" --run-dir "$RUN-probe" "${TRAIN_PAR[@]}" "$@" \
     --steps "$PROBE" --log-every 10 --sample-every 0 --eval-every 0 --save-every 100000 >/dev/null 2>&1
   awk -F'"images_per_s":' 'NF > 1 { split($2, a, /[,}]/); ips = a[1] } END { print ips }' "$RUN-probe/metrics.jsonl" |
     { read -r ips; echo "probe $NAME: $ips images/s (last 10 of $PROBE steps), load $(load)"; }
@@ -40,7 +43,7 @@ load0=$(load)
 if [ -z "${SKIP_TRAIN:-}" ]; then
   rm -rf "$RUN"
   t0=$(now)
-  "$BIN/ddpm-train" --config "$CONFIG" --run-dir "$RUN" --threads "$THREADS" "$@" --sample-every 0 \
+  "$BIN/ddpm-train" --config "$CONFIG" --run-dir "$RUN" "${TRAIN_PAR[@]}" "$@" --sample-every 0 \
     >"$RUN.train.log" 2>&1
   train_s=$(echo "$(now) - $t0" | bc)
 else
