@@ -25,9 +25,9 @@ FEATURES=${FEATURES:-/tmp/fmnist-clf.pt} FM=${FM:-/usr/share/datasets/fashion-mn
 RUN=$RUNS/$NAME
 mkdir -p "$RUNS"
 load() { cut -d' ' -f1 /proc/loadavg; }
+now() { date +%s.%N; }
 TRAIN_PAR=(--threads "$THREADS")
 [ -n "${NPROC:-}" ] && TRAIN_PAR=(--nproc-per-node "$NPROC")
-now() { date +%s.%N; }
 
 if [ -n "${PROBE:-}" ]; then  # throughput only: steps/s of the last logged interval
   rm -rf "$RUN-probe"

@@ -12,10 +12,12 @@ mkdir -p "$OUT"
 # A fresh run each time (ddpm-train refuses to overwrite one), unless asked to --resume it.
 case " $* " in *" --resume "*) ;; *) rm -rf "$OUT/run" ;; esac
 # Two local ranks of one thread each when there are two cores or more: 1.25× the images/s of one
-# process with two threads on the 2-core VM (88–96 against 75 images/s, bench/README.md), and
-# the same training (the data-parallel trainer is world-size-invariant).
+# process with two threads on the 2-core VM (88–104 against 63–78 images/s, bench/README.md), and
+# the same training (the data-parallel trainer is world-size-invariant). Not with --device:
+# data parallel on CUDA (NCCL) is not written, and one process is what a GPU wants here.
 ranks=()
 [ "$(nproc)" -ge 2 ] && ranks=(--nproc-per-node 2)
+case " $* " in *" --device"*) ranks=() ;; esac
 "$BIN/ddpm-train" --config configs/fashion-mnist-28.toml --run-dir "$OUT/run" "${ranks[@]}" "$@"
 "$BIN/ddpm-sample" --checkpoint "$OUT/run" --n 64 --nrow 8 --seed 1 --sampler ddpm --steps 100 --clip-x0 \
   --out "$OUT/samples.png" --trajectory "$OUT/trajectory.png"
