@@ -11,7 +11,7 @@
 # Environment: BIN (build), RUNS (runs/recipe), THREADS (2), N (2000 samples),
 # NPROC (train with --nproc-per-node NPROC, one thread per rank, instead of one process with THREADS),
 # SAMPLER / SAMPLE_STEPS / CLIP (ddpm / 100 / --clip-x0: the demo's sampler),
-# FEATURES (/tmp/fmnist-clf.pt, made by `ddpm-eval fit-classifier`, see README), FM (dataset folder),
+# FEATURES (bench/fmnist-clf.pt, the committed `ddpm-eval fit-classifier` network, see bench/README.md), FM (dataset folder),
 # SKIP_TRAIN=1 to re-evaluate an existing run with another sampler.
 # Wall times depend on the machine's load: the script prints the 1-minute load average.
 set -euo pipefail
@@ -21,7 +21,7 @@ NAME=$1 CONFIG=$2
 shift 2
 BIN=${BIN:-build} RUNS=${RUNS:-runs/recipe} THREADS=${THREADS:-2} N=${N:-2000}
 SAMPLER=${SAMPLER:-ddpm} SAMPLE_STEPS=${SAMPLE_STEPS:-100} CLIP=${CLIP:---clip-x0}
-FEATURES=${FEATURES:-/tmp/fmnist-clf.pt} FM=${FM:-/usr/share/datasets/fashion-mnist}
+FEATURES=${FEATURES:-bench/fmnist-clf.pt} FM=${FM:-/usr/share/datasets/fashion-mnist}
 RUN=$RUNS/$NAME
 mkdir -p "$RUNS"
 load() { cut -d' ' -f1 /proc/loadavg; }
