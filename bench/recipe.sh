@@ -12,7 +12,9 @@
 # NPROC (train with --nproc-per-node NPROC, one thread per rank, instead of one process with THREADS),
 # SAMPLER / SAMPLE_STEPS / CLIP (ddpm / 100 / --clip-x0: the demo's sampler),
 # FEATURES (bench/fmnist-clf.pt, the committed `ddpm-eval fit-classifier` network, see bench/README.md), FM (dataset folder),
-# SKIP_TRAIN=1 to re-evaluate an existing run with another sampler.
+# SKIP_TRAIN=1 to re-evaluate an existing run with another sampler,
+# GUIDANCE=w for a class-conditional run (trained with --labels): the demo grid is --class all (one row
+# per class) and the evaluation draws every class equally, both with classifier-free guidance w.
 # Wall times depend on the machine's load: the script prints the 1-minute load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,24 +53,28 @@ else
 fi
 steps=$(grep -o '"step":[0-9]*' "$RUN/metrics.jsonl" | tail -1 | cut -d: -f2)
 SAMPLING=(--sampler "$SAMPLER" --steps "$SAMPLE_STEPS" "$CLIP")
-# The demo's own sampling cost: 64 images, seed 1, as scripts/demo.sh draws them.
+GRID=(--n 64) EVAL_GUIDE=() TAG=$SAMPLER-$SAMPLE_STEPS
+if [ -n "${GUIDANCE:-}" ]; then
+  GRID=(--class all --guidance "$GUIDANCE") EVAL_GUIDE=(--guidance "$GUIDANCE") TAG=$TAG-w$GUIDANCE
+fi
+# The demo's own sampling cost: 64 images (80, one row per class, when conditional), seed 1, as scripts/demo.sh draws them.
 t0=$(now)
-"$BIN/ddpm-sample" --checkpoint "$RUN" --n 64 --nrow 8 --seed 1 "${SAMPLING[@]}" --threads "$THREADS" \
-  --out "$RUN/samples-$SAMPLER-$SAMPLE_STEPS.png" >/dev/null 2>&1
+"$BIN/ddpm-sample" --checkpoint "$RUN" "${GRID[@]}" --nrow 8 --seed 1 "${SAMPLING[@]}" --threads "$THREADS" \
+  --out "$RUN/samples-$TAG.png" >/dev/null 2>&1
 sample64_s=$(echo "$(now) - $t0" | bc)
 load1=$(load)
 t0=$(now)
 "$BIN/ddpm-eval" compare --real "idx:$FM/t10k-images-idx3-ubyte.gz" --checkpoint "$RUN" --n "$N" \
-  "${SAMPLING[@]}" --features "$FEATURES" --threads "$THREADS" --json "$RUN.$SAMPLER-$SAMPLE_STEPS.json" \
-  >"$RUN.eval.log" 2>&1
+  "${SAMPLING[@]}" "${EVAL_GUIDE[@]}" --features "$FEATURES" --threads "$THREADS" --json "$RUN.$TAG.json" \
+  >"$RUN.$TAG.eval.log" 2>&1
 eval_s=$(echo "$(now) - $t0" | bc)
-python3 - "$RUN.$SAMPLER-$SAMPLE_STEPS.json" <<EOF
+python3 - "$RUN.$TAG.json" <<EOF
 import json, sys
 r = json.load(open(sys.argv[1]))
 def g(*keys):
     for k in keys:
         if k in r: return r[k]
     return None
-print("recipe $NAME | steps $steps | sampler $SAMPLER $SAMPLE_STEPS $CLIP | train ${train_s} s, sample64 ${sample64_s} s, "
+print("recipe $NAME | steps $steps | sampler $SAMPLER $SAMPLE_STEPS $CLIP ${EVAL_GUIDE[*]} | train ${train_s} s, sample64 ${sample64_s} s, "
       "eval ${eval_s} s | load $load0 -> $load1 | " + json.dumps(r))
 EOF

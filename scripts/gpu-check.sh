@@ -95,7 +95,7 @@ train_rc=0
 if [ -f "$data" ]; then
   # SIGINT after the time: ddpm-train finishes the step, saves a checkpoint, exits 0.
   timeout --preserve-status -s INT -k 30 "$TRAIN_SECONDS" "$BUILD/ddpm-train" --config configs/fashion-mnist-28.toml \
-    --data "idx:$data" --device cuda --bf16 --channels-last --steps 1000000 --sample-every 0 --log-every 20 \
+    --data "idx:$data" --labels "idx:${data%/*}/train-labels-idx1-ubyte.gz" --device cuda --bf16 --channels-last --steps 1000000 --sample-every 0 --log-every 20 \
     --run-dir "$OUT/train" >"$OUT/train.log" 2>&1 || train_rc=$?
 else
   echo "gpu-check: Fashion-MNIST not found ($data): no training run" >&2

@@ -12,6 +12,7 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
+#include "ddpm/eval/image_set.hpp"
 #include "ddpm/runtime.hpp"
 #include "ddpm/samplers/steering.hpp"
 #include "ddpm/train/config.hpp"
@@ -186,6 +187,37 @@ TEST(ConditionalTraining, TinyModelDrawsTheRequestedClass) {
       EXPECT_GE(hits, m * 9 / 10) << "class " << cls << ", guidance " << w;
     }
   }
+
+  // ddpm-eval's sampled sets (and the trainer's evaluations) draw every class equally: image k
+  // asks for class k mod K, whatever the batching.
+  EXPECT_TRUE(at::equal(ddpm::balanced_labels(3, 4, 5), at::tensor({1, 2, 0, 1, 2}, at::kLong)));
+  const ddpm::LoadedModel loaded{c, model, trainer.schedule(), c.train.steps, true, "(in memory)"};
+  for (double w : {0.0, 2.0}) {
+    ddpm::Guidance g;
+    g.weight = w;
+    auto set = ddpm::eval::sampled_image_set(loaded, s, m, nullptr, g);
+    EXPECT_NE(set->describe().find(w > 0 ? "2 classes equally, guidance 2" : "2 classes equally"), std::string::npos)
+        << set->describe();
+    const at::Tensor split = at::cat({set->batch(0, 15), set->batch(15, m - 15)});
+    EXPECT_TRUE(at::equal(split, set->batch(0, m))) << "guidance " << w;
+    const at::Tensor x = split.to(at::kFloat);
+    const at::Tensor left = x.narrow(3, 0, 4).reshape({m, -1}).mean(1), right = x.narrow(3, 4, 4).reshape({m, -1}).mean(1);
+    const at::Tensor want_left = at::arange(m, at::kLong).remainder(2) == 0;
+    const int64_t hits = ((left > right) == want_left).sum().item<int64_t>();
+    std::printf("sampled set, guidance %g: %lld of %lld images of class k mod 2\n", w, static_cast<long long>(hits),
+                static_cast<long long>(m));
+    EXPECT_GE(hits, m * 9 / 10) << "guidance " << w;
+  }
+  // Guidance needs a class-conditional model.
+  ddpm::Config unconditional = c;
+  unconditional.model.num_classes = 0;
+  unconditional.model.class_names.clear();
+  const ddpm::LoadedModel plain{unconditional, model, trainer.schedule(), c.train.steps, true, "(in memory)"};
+  ddpm::Guidance one;
+  one.weight = 1.0;
+  EXPECT_NE(error_of([&] { ddpm::eval::sampled_image_set(plain, s, m, nullptr, one); })
+                .find("--guidance: the checkpoint's model is unconditional"),
+            std::string::npos);
   fs::remove_all(c.train.run_dir);
 }
 

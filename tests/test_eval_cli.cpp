@@ -171,6 +171,30 @@ TEST_F(EvalCli, SamplesFromACheckpoint) {
   EXPECT_NE(unset.output.find("eval-every: needs --eval-features and --eval-ref"), std::string::npos) << unset.output;
 }
 
+TEST_F(EvalCli, ClassConditionalCheckpointDrawsEveryClassWithGuidance) {
+  const std::string d = *dir_;
+  const std::string run = ddpm::test::make_temp_dir("ddpm-eval-cond");
+  const std::string train = bin_dir() + "ddpm-train --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data idx:" +
+                            d + "/train.idx --labels idx:" + d + "/train-labels.idx --steps 2 --batch-size 8 "
+                            "--timesteps 40 --sample-every 0 --threads 1 --device cpu --log-level info --sampler ddim "
+                            "--sample-steps 3 --eval-every 2 --eval-n 12 --eval-guidance 1.5 --eval-features " +
+                            d + "/clf.pt --eval-ref idx:" + d + "/test.idx";
+  auto t = run_command(train + " --run-dir " + run);
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  const std::string metrics = ddpm::test::read_string(run + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"eval_guidance\":1.5"), std::string::npos) << metrics;
+  auto r = run_command(eval("compare --real idx:" + d + "/test.idx --checkpoint " + run + " --n 10 --sample-batch 4 "
+                            "--sampler ddim --steps 3 --guidance 2 --features " + d + "/clf.pt --kid-subset-size 10"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("10 samples, ddim 3 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 classes equally, guidance 2"), std::string::npos) << r.output;
+  EXPECT_GT(number_after(r.output, "FID "), 0.0) << r.output;
+  auto neg = run_command(eval("compare --real idx:" + d + "/test.idx --checkpoint " + run + " --n 10 --guidance -1 "
+                              "--features " + d + "/clf.pt"));
+  EXPECT_EQ(neg.exit_code, 2) << neg.output;
+  EXPECT_NE(neg.output.find("--guidance: must be in [0, 1000]"), std::string::npos) << neg.output;
+}
+
 TEST_F(EvalCli, BadInputIsOneLineAndExitCode2) {
   const std::string d = *dir_;
   const std::string bad = ddpm::test::make_temp_dir("ddpm-eval-bad");
@@ -207,6 +231,18 @@ TEST_F(EvalCli, BadInputIsOneLineAndExitCode2) {
   ddpm::test::write_bytes(bad + "/cut.npz", npz);
   expect_bad("compare --real " + bad + "/cut.npz --fake idx:" + d + "/test.idx --features " + d + "/clf.pt", "cut.npz");
   expect_bad("compare --real idx:" + d + "/test.idx --features " + d + "/clf.pt", "exactly one of --fake and --checkpoint");
+  expect_bad("compare --real idx:" + d + "/test.idx --fake idx:" + d + "/train.idx --guidance 1 --features " + d +
+                 "/clf.pt",
+             "--guidance: needs --checkpoint");
+  // Guidance on an unconditional checkpoint.
+  const std::string uncond = bad + "/uncond-run";
+  auto t = run_command(bin_dir() + "ddpm-train --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data idx:" +
+                       d + "/train.idx --run-dir " + uncond + " --steps 1 --batch-size 8 --timesteps 40 "
+                       "--sample-every 0 --threads 1 --device cpu --log-level warn");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  expect_bad("compare --real idx:" + d + "/test.idx --checkpoint " + uncond + " --n 4 --guidance 1 --features " + d +
+                 "/clf.pt",
+             "--guidance: the checkpoint's model is unconditional");
   expect_bad("fit-classifier --data idx:" + d + "/train.idx --labels idx:" + d + "/test-labels.idx",
              "200 labels for 400 images");
 }

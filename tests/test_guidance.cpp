@@ -137,6 +137,56 @@ TEST(Guidance, RefusesBadWeightsAndLabelCounts) {
 
 // ------------------------------------------------------------ SDEdit
 
+// Guidance on a σ interval: at each t the output is the guided one where σ_t = √((1 − ᾱ_t)/ᾱ_t)
+// is in (low, high] and the conditional one elsewhere, per image of a mixed batch too.
+TEST(Guidance, IntervalGuidesExactlyTheStepsWhoseSigmaIsInside) {
+  ddpm::set_threads(1);
+  const NoiseSchedule schedule = linear();
+  const MixtureDenoiser exact(schedule, kMu, kSd, Prediction::Epsilon);
+  const at::Tensor c = labels(4, 1);
+  const ddpm::Denoiser cond = ddpm::with_labels(as_conditional(exact), c);
+  const ddpm::Denoiser cfg = ddpm::classifier_free_guidance(as_conditional(exact), c, 3.0);
+  ddpm::Guidance g;
+  g.weight = 3.0;
+  g.sigma_low = 0.5;
+  g.sigma_high = 2.0;
+  EXPECT_EQ(g.describe(), "guidance 3 for σ in (0.5, 2]");
+  const ddpm::Denoiser interval = ddpm::guided(as_conditional(exact), c, g, schedule);
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({4, 1, 2, 2});
+  int64_t inside = 0;
+  std::vector<int64_t> ts;
+  for (int64_t t = 0; t < 1000; t += 37) ts.push_back(t);
+  for (int64_t t : ts) {
+    const double ab = alpha_bar(schedule, t), sigma = std::sqrt((1 - ab) / ab);
+    const bool in = sigma > 0.5 && sigma <= 2.0;
+    inside += in;
+    const at::Tensor tt = at::full({4}, t, at::kLong);
+    EXPECT_TRUE(at::equal(interval(x, tt), in ? cfg(x, tt) : cond(x, tt))) << "t " << t << ", sigma " << sigma;
+  }
+  EXPECT_GT(inside, 3);
+  EXPECT_LT(inside, static_cast<int64_t>(ts.size()) - 3);
+  // A batch that mixes a guided and an unguided t keeps each image's own.
+  int64_t t_in = -1, t_out = -1;
+  for (int64_t t : ts) {
+    const double ab = alpha_bar(schedule, t), sigma = std::sqrt((1 - ab) / ab);
+    (sigma > 0.5 && sigma <= 2.0 ? t_in : t_out) = t;
+  }
+  const at::Tensor mixed = at::tensor({t_in, t_out, t_in, t_out}, at::kLong);
+  const at::Tensor got = interval(x, mixed), want_in = cfg(x, mixed), want_out = cond(x, mixed);
+  for (int64_t i = 0; i < 4; ++i)
+    EXPECT_TRUE(at::allclose(got[i], (i % 2 == 0 ? want_in : want_out)[i], 0, 0)) << "image " << i;
+  // The whole range is plain guidance, weight 0 is conditional sampling.
+  ddpm::Guidance all;
+  all.weight = 3.0;
+  EXPECT_FALSE(all.limited());
+  EXPECT_TRUE(at::equal(ddpm::guided(as_conditional(exact), c, all, schedule)(x, mixed), want_in));
+  ddpm::Guidance none;
+  EXPECT_TRUE(at::equal(ddpm::guided(as_conditional(exact), c, none, schedule)(x, mixed), want_out));
+  g.sigma_low = 2.0;
+  EXPECT_THROW(ddpm::guided(as_conditional(exact), c, g, schedule), std::invalid_argument);
+}
+
 TEST(Sdedit, StrengthZeroReturnsTheInputAndOneIsUnconditionalSampling) {
   ddpm::set_threads(1);
   const NoiseSchedule schedule = linear();

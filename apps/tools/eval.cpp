@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/eval/classifier.hpp"
@@ -25,6 +26,7 @@
 #include "tools/cpu_env.hpp"
 #include "tools/options.hpp"
 #include "tools/progress.hpp"
+#include "tools/sample_guide.hpp"
 #include "tools/tools.hpp"
 
 namespace ddpm::cli {
@@ -41,6 +43,8 @@ struct SetOptions {
 struct CompareOptions {
   std::string real, fake, checkpoint, features, json, save_real_stats;
   int64_t n = 2000, limit_real = 0, limit_fake = 0, sample_batch = 250;
+  Guidance guidance;
+  std::vector<double> guidance_interval;
   bool no_ema = false, fid = true, kid = true, pr = true;
   KidOptions kid_options;
   int64_t pr_k = 3;
@@ -101,6 +105,9 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
                 const RuntimeOptions& runtime) {
   const c10::Device device = apply_runtime(runtime);
   if (o.fake.empty() == o.checkpoint.empty()) bad_input("compare", "give exactly one of --fake and --checkpoint");
+  if (o.guidance.weight != 0.0 && o.checkpoint.empty()) bad_input("--guidance", "needs --checkpoint (samples drawn here)");
+  if (!o.guidance_interval.empty() && o.guidance.weight == 0.0) bad_input("--guidance-interval", "needs --guidance");
+  set_guidance_interval(o.guidance, o.guidance_interval);
   o.script.input = parse_script_input(o.script_input);
   std::unique_ptr<FeatureNetwork> net = load_feature_network(o.features, o.script, device);
 
@@ -118,7 +125,7 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
       if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total), stderr);
       bar->update(std::min(batches_done * total + step, total * batches));
       if (step == total) ++batches_done;
-    });
+    }, o.guidance);
     so.batch_size = o.sample_batch;
   } else {
     fake = open_image_set(o.fake, so.grid, so.channels, o.limit_fake);
@@ -279,6 +286,11 @@ int eval_main(int argc, char** argv) {
   compare->add_option("--checkpoint", co.checkpoint, "Or sample the images to evaluate from this checkpoint / run directory");
   compare->add_option("--n", co.n, "Samples to draw from --checkpoint")->capture_default_str()->check(CLI::PositiveNumber);
   compare->add_option("--sample-batch", co.sample_batch, "Images per sampling batch")->capture_default_str()->check(CLI::PositiveNumber);
+  compare->add_option("--guidance", co.guidance.weight,
+                      "Class-conditional --checkpoint: classifier-free guidance weight w (0 = plain conditional); "
+                      "every class is drawn equally")
+      ->capture_default_str();
+  add_guidance_interval_option(*compare, co.guidance_interval);
   compare->add_flag("--no-ema", co.no_ema, "Sample with the raw weights instead of the EMA weights");
   compare->add_option("--limit-real", co.limit_real, "Use only the first N real images (0 = all)")->capture_default_str();
   compare->add_option("--limit-fake", co.limit_fake, "Use only the first N fake images (0 = all)")->capture_default_str();

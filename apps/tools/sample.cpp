@@ -134,7 +134,7 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& option
           frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
       };
     }
-    const at::Tensor batch = sample(loaded.schedule, guide.denoiser(network, first, count), sampler, count, C, H, W,
+    const at::Tensor batch = sample(loaded.schedule, guide.denoiser(network, loaded.schedule, first, count), sampler, count, C, H, W,
                                     first, progress, on_step, guide.steering(loaded.schedule, first, count))
                                  .to(at::kCPU, at::kFloat);
     for (int64_t j = 0; j < count; ++j) {

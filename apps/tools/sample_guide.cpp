@@ -63,6 +63,23 @@ at::Tensor rows(const at::Tensor& images, int64_t first, int64_t count) {
 
 }  // namespace
 
+CLI::Option* add_guidance_interval_option(CLI::App& app, std::vector<double>& interval) {
+  return app
+      .add_option("--guidance-interval", interval,
+                  "Guide only where the noise level sigma = sqrt((1 - alpha_bar)/alpha_bar) is in (LOW, HIGH], e.g. "
+                  "0.28,5.42 (Kynkaanniemi et al. 2024); elsewhere plain conditional")
+      ->delimiter(',')
+      ->expected(2);
+}
+
+void set_guidance_interval(Guidance& g, const std::vector<double>& interval) {
+  if (interval.empty()) return;
+  if (interval.size() != 2 || !(interval[0] >= 0.0 && interval[0] < interval[1]))
+    bad_input("--guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
+  g.sigma_low = interval[0];
+  g.sigma_high = interval[1];
+}
+
 void add_guide_options(CLI::App& app, GuideOptions& o) {
   const char* g = "Guidance and editing";
   app.add_option("--class", o.cls, "Class-conditional checkpoints: a class name or id, or 'all' (one grid row per class)")
@@ -70,6 +87,7 @@ void add_guide_options(CLI::App& app, GuideOptions& o) {
   app.add_option("--guidance", o.guidance,
                  "Classifier-free guidance weight w >= 0: (1+w) eps(x, class) - w eps(x) (0 = plain conditional)")
       ->group(g);
+  add_guidance_interval_option(app, o.guidance_interval)->group(g);
   app.add_option("--init", o.init, "SDEdit / inpainting: start from this image, or the images of this folder (in turn)")
       ->group(g);
   app.add_option("--strength", o.strength,
@@ -91,6 +109,7 @@ Guide::Guide(const GuideOptions& o, const UNetConfig& model, int64_t& n, int64_t
   const int C = static_cast<int>(model.image_channels);
   const int64_t H = model.image_height, W = model.image_width;
   // --- classes
+  if (!o.guidance_interval.empty() && !o.guidance) bad_input("--guidance-interval", "needs --guidance");
   if (!o.cls.empty() || o.guidance) {
     if (!model.conditional())
       bad_input(o.cls.empty() ? "--guidance" : "--class",
@@ -120,10 +139,10 @@ Guide::Guide(const GuideOptions& o, const UNetConfig& model, int64_t& n, int64_t
       labels_.assign(static_cast<size_t>(n), id_of(o.cls));
       what_ = "class " + o.cls;
     }
-    guidance_ = o.guidance.value_or(0.0);
-    if (!(guidance_ >= 0.0 && guidance_ <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
-    cfg_ = o.guidance.has_value();
-    if (cfg_) what_ += ", guidance " + std::to_string(guidance_);
+    guidance_.weight = o.guidance.value_or(0.0);
+    if (!(guidance_.weight >= 0.0 && guidance_.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+    set_guidance_interval(guidance_, o.guidance_interval);
+    if (o.guidance) what_ += ", " + guidance_.describe();
   }
   // --- images
   if (o.strength && !(*o.strength >= 0.0 && *o.strength <= 1.0))
@@ -167,12 +186,12 @@ Guide::Guide(const GuideOptions& o, const UNetConfig& model, int64_t& n, int64_t
   }
 }
 
-Denoiser Guide::denoiser(const ConditionalDenoiser& model, int64_t first, int64_t count) const {
-  at::Tensor labels = at::full({count}, kNoClass, at::kLong);
-  if (!labels_.empty())
-    labels = at::tensor(std::vector<int64_t>(labels_.begin() + first, labels_.begin() + first + count), at::kLong);
-  if (cfg_) return classifier_free_guidance(model, labels, guidance_);
-  return with_labels(model, labels);
+Denoiser Guide::denoiser(const ConditionalDenoiser& model, const NoiseSchedule& schedule, int64_t first,
+                         int64_t count) const {
+  if (labels_.empty()) return with_labels(model, at::full({count}, kNoClass, at::kLong));
+  const at::Tensor labels =
+      at::tensor(std::vector<int64_t>(labels_.begin() + first, labels_.begin() + first + count), at::kLong);
+  return guided(model, labels, guidance_, schedule);
 }
 
 Steering Guide::steering(const NoiseSchedule& schedule, int64_t first, int64_t count) const {

@@ -17,6 +17,7 @@ namespace ddpm::cli {
 struct GuideOptions {
   std::string cls;                 ///< --class NAME|ID|all
   std::optional<double> guidance;  ///< --guidance w
+  std::vector<double> guidance_interval;  ///< --guidance-interval LOW,HIGH (σ)
   std::string init;                ///< --init IMG|DIR
   std::optional<double> strength;  ///< --strength s (SDEdit)
   std::string mask;                ///< --mask IMG: white (>= 128) = keep, black = fill in
@@ -25,6 +26,10 @@ struct GuideOptions {
 };
 void add_guide_options(CLI::App& app, GuideOptions& o);
 
+/// --guidance-interval LOW,HIGH (ddpm-sample, ddpm-eval) and its check into g.
+CLI::Option* add_guidance_interval_option(CLI::App& app, std::vector<double>& interval);
+void set_guidance_interval(Guidance& g, const std::vector<double>& interval);
+
 /// The options resolved against the checkpoint's model, before any sampling.
 class Guide {
  public:
@@ -32,14 +37,13 @@ class Guide {
   /// (--class all: one row of nrow images per class).
   Guide(const GuideOptions& o, const UNetConfig& model, int64_t& n, int64_t& nrow);
   /// The denoiser of images [first, first + count) of the run.
-  Denoiser denoiser(const ConditionalDenoiser& model, int64_t first, int64_t count) const;
+  Denoiser denoiser(const ConditionalDenoiser& model, const NoiseSchedule& schedule, int64_t first, int64_t count) const;
   Steering steering(const NoiseSchedule& schedule, int64_t first, int64_t count) const;
   std::string describe() const;  ///< one log line, "" for plain sampling
 
  private:
   std::vector<int64_t> labels_;  ///< per image; empty: unconditional
-  double guidance_ = 0.0;
-  bool cfg_ = false;
+  Guidance guidance_;
   at::Tensor init_;    ///< [k, C, H, W] float in [−1, 1]; image j uses j % k
   double strength_ = 1.0;
   at::Tensor keep_;    ///< [1, 1, H, W] bool (RePaint)

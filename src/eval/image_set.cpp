@@ -4,10 +4,12 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <sstream>
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
+#include "ddpm/samplers/steering.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm::eval {
@@ -113,9 +115,13 @@ at::Tensor cut_grid(const std::string& path, const GridLayout& g, int64_t channe
 
 class SampledSet : public ImageSet {
  public:
-  SampledSet(LoadedModel model, SamplerConfig sampler, int64_t n, std::function<void(int64_t, int64_t)> on_step)
-      : m_(std::move(model)), sampler_(sampler), n_(n), on_step_(std::move(on_step)) {
+  SampledSet(LoadedModel model, SamplerConfig sampler, int64_t n, std::function<void(int64_t, int64_t)> on_step,
+             Guidance guidance)
+      : m_(std::move(model)), sampler_(sampler), n_(n), on_step_(std::move(on_step)), guidance_(guidance) {
     if (n < 1) bad_input("--n", "must be >= 1");
+    if (!(guidance.weight >= 0.0 && guidance.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+    if (guidance.weight > 0.0 && !m_.config.model.conditional())
+      bad_input("--guidance", "the checkpoint's model is unconditional (trained without labels)");
     sampler_.prediction = m_.config.train.prediction;
     sampler_.validate(m_.schedule);  // includes the schedule-dependent checks (e.g. zero terminal SNR)
   }
@@ -127,11 +133,14 @@ class SampledSet : public ImageSet {
     const int64_t C = channels();
     UNet model = m_.model;
     // A learned-variance model also outputs the variance interpolation: take the prediction.
-    Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t) {
+    const ConditionalDenoiser network = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) {
       c10::InferenceMode guard;
-      at::Tensor out = model->forward(x, t);
+      at::Tensor out = model->forward(x, t, labels);
       return out.size(1) == C ? out : out.narrow(1, 0, C);
     };
+    Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t) { return network(x, t, at::Tensor()); };
+    const int64_t K = m_.config.model.num_classes;
+    if (K > 0) denoiser = guided(network, balanced_labels(K, start, count), guidance_, m_.schedule);
     ProgressFn progress = [&](int64_t step, int64_t total) {
       if (on_step_) on_step_(step, total);
       return true;
@@ -142,14 +151,24 @@ class SampledSet : public ImageSet {
     return "checkpoint '" + m_.path + "' (step " + std::to_string(m_.step) + ", " + (m_.ema ? "EMA" : "raw") +
            " weights): " + std::to_string(n_) + " samples, " + to_string(sampler_.kind) + " " +
            std::to_string(sampler_.resolved_steps(m_.schedule.num_timesteps())) + " steps, seed " +
-           std::to_string(sampler_.seed) + ", " + dims(channels(), height(), width());
+           std::to_string(sampler_.seed) + ", " + dims(channels(), height(), width()) + conditioning();
   }
 
  private:
+  std::string conditioning() const {
+    const int64_t K = m_.config.model.num_classes;
+    if (K == 0) return "";
+    std::ostringstream s;
+    s << ", " << K << " classes equally";
+    if (guidance_.weight > 0.0) s << ", " << guidance_.describe();
+    return s.str();
+  }
+
   LoadedModel m_;
   SamplerConfig sampler_;
   int64_t n_;
   std::function<void(int64_t, int64_t)> on_step_;
+  Guidance guidance_;
 };
 
 }  // namespace
@@ -188,8 +207,8 @@ std::unique_ptr<ImageSet> tensor_image_set(const at::Tensor& images, std::string
 }
 
 std::unique_ptr<ImageSet> sampled_image_set(LoadedModel model, SamplerConfig sampler, int64_t n,
-                                            std::function<void(int64_t, int64_t)> on_step) {
-  return std::make_unique<SampledSet>(std::move(model), sampler, n, std::move(on_step));
+                                            std::function<void(int64_t, int64_t)> on_step, Guidance guidance) {
+  return std::make_unique<SampledSet>(std::move(model), sampler, n, std::move(on_step), guidance);
 }
 
 at::Tensor to_uint8_images(const at::Tensor& images) {

@@ -1,14 +1,18 @@
 // Guidance and steering built on sample()'s one loop (see steering.hpp for the papers).
 #include "ddpm/samplers/steering.hpp"
 
+#include <ATen/ops/arange.h>
 #include <ATen/ops/avg_pool2d.h>
+#include <ATen/ops/remainder.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/where.h>
 #include <ATen/TensorOperators.h>
 
 #include <cmath>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,6 +63,57 @@ Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, 
     const at::Tensor out = model(at::cat({x, x}, 0), at::cat({t, t}, 0), at::cat({c, at::full_like(c, kNoClass)}, 0));
     return out.narrow(0, 0, B) * (1.0 + w) - out.narrow(0, B, B) * w;
   };
+}
+
+Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w,
+                                  const NoiseSchedule& schedule, double sigma_low, double sigma_high) {
+  if (!(sigma_low >= 0.0 && sigma_low < sigma_high))
+    bad_input("guidance interval", "needs 0 <= low < high (got " + std::to_string(sigma_low) + ", " +
+                                       std::to_string(sigma_high) + ")");
+  // Guided at step t when σ_t in (low, high], i.e. ᾱ_t in [1/(1+high²), 1/(1+low²)).
+  auto ab = alpha_bar_table(schedule);
+  std::vector<uint8_t> guided(ab->size());
+  for (size_t i = 0; i < ab->size(); ++i) {
+    const double sigma = std::sqrt((1.0 - (*ab)[i]) / (*ab)[i]);
+    guided[i] = sigma > sigma_low && sigma <= sigma_high;
+  }
+  Denoiser cfg = classifier_free_guidance(model, labels, w);
+  Denoiser plain = with_labels(std::move(model), std::move(labels));
+  return [cfg = std::move(cfg), plain = std::move(plain), guided = std::move(guided)](const at::Tensor& x,
+                                                                                     const at::Tensor& t) {
+    // The samplers step a batch at one t; mixed batches take the guided pass and keep it per image.
+    const at::Tensor tc = t.to(at::kCPU, at::kLong).contiguous();
+    const int64_t* ts = tc.data_ptr<int64_t>();
+    auto is_guided = [&](int64_t i) { return i >= 0 && i < static_cast<int64_t>(guided.size()) && guided[i]; };
+    int64_t n_guided = 0;
+    for (int64_t i = 0; i < tc.numel(); ++i) n_guided += is_guided(ts[i]);
+    if (n_guided == 0) return plain(x, t);
+    const at::Tensor out = cfg(x, t);
+    if (n_guided == tc.numel()) return out;
+    at::Tensor m = at::empty({tc.numel()}, at::kBool);
+    bool* mp = m.data_ptr<bool>();
+    for (int64_t i = 0; i < tc.numel(); ++i) mp[i] = is_guided(ts[i]);
+    return at::where(m.to(x.device()).view({-1, 1, 1, 1}), out, plain(x, t));
+  };
+}
+
+std::string Guidance::describe() const {
+  std::ostringstream s;
+  s << "guidance " << weight;
+  if (limited()) s << " for σ in (" << sigma_low << ", " << sigma_high << "]";
+  return s.str();
+}
+
+Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g, const NoiseSchedule& schedule) {
+  if (!(g.weight >= 0.0 && g.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+  if (g.weight == 0.0) return with_labels(std::move(model), std::move(labels));
+  if (!g.limited()) return classifier_free_guidance(std::move(model), std::move(labels), g.weight);
+  return classifier_free_guidance(std::move(model), std::move(labels), g.weight, schedule, g.sigma_low, g.sigma_high);
+}
+
+at::Tensor balanced_labels(int64_t num_classes, int64_t first, int64_t count) {
+  if (num_classes < 1) throw std::invalid_argument("balanced labels: num_classes must be >= 1");
+  return at::arange(first, first + count, at::kLong).remainder(num_classes);
 }
 
 Steering sdedit(at::Tensor init, double strength) {

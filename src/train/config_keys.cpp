@@ -364,6 +364,10 @@ std::vector<ConfigKey> build() {
             "Steps between sample-quality evaluations (FID, KID, precision/recall into metrics.jsonl); 0 = none")
       .operational = true;
   t.integer("eval-n", FIELD(train.eval_n), 10, 1e9, "Samples per evaluation").operational = true;
+  t.floating("eval-guidance", FIELD(train.eval_guidance), 0, 1000,
+             "Class-conditional runs: classifier-free guidance weight of the evaluations' samples, every class "
+             "drawn equally (0 = plain conditional)")
+      .operational = true;
   t.string("eval-features", FIELD(train.eval_features),
            "Feature network for evaluations: a ddpm-eval fit-classifier file or a TorchScript file")
       .operational = true;

@@ -28,6 +28,7 @@
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/samplers/sampler.hpp"
+#include "ddpm/samplers/steering.hpp"
 #include "ddpm/eval/features.hpp"
 #include "ddpm/eval/image_set.hpp"
 #include "ddpm/eval/kid.hpp"
@@ -481,15 +482,22 @@ std::string Trainer::evaluate() {
   ema_model_->eval();
   const auto& m = config_.model;
   const bool bf16 = t.bf16;
-  Denoiser denoiser = [this, bf16](const at::Tensor& x, const at::Tensor& ts) {
+  const ConditionalDenoiser network = [this, bf16](const at::Tensor& x, const at::Tensor& ts, const at::Tensor& labels) {
     Autocast autocast(bf16, device_);
-    at::Tensor out = ema_model_->forward(x, ts).to(at::kFloat);
+    at::Tensor out = ema_model_->forward(x, ts, labels).to(at::kFloat);
     return out.size(1) == config_.model.image_channels ? out : out.narrow(1, 0, config_.model.image_channels);
   };
   std::vector<at::Tensor> features;
   const int64_t batch = std::min<int64_t>(t.eval_n, 250);
   for (int64_t first = 0; first < t.eval_n; first += batch) {
     const int64_t count = std::min(batch, t.eval_n - first);
+    // A class-conditional model draws every class equally, as ddpm-eval does (eval-guidance).
+    Denoiser denoiser = [&network](const at::Tensor& x, const at::Tensor& ts) { return network(x, ts, at::Tensor()); };
+    if (m.conditional()) {
+      Guidance g;
+      g.weight = t.eval_guidance;
+      denoiser = guided(network, balanced_labels(m.num_classes, first, count), g, *schedule_);
+    }
     at::Tensor x = sample(*schedule_, denoiser, config_.sample, count, m.image_channels, m.image_height,
                           m.image_width, first);
     features.push_back(state_->eval_net->features(eval::to_uint8_images(x)));
@@ -509,6 +517,7 @@ std::string Trainer::evaluate() {
   std::string features_desc = state_->eval_net->describe();
   std::string escaped;
   for (char c : features_desc) escaped += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  if (m.conditional()) line += fmt::format(",\"eval_guidance\":{}", t.eval_guidance);
   line += fmt::format(",\"eval_n\":{},\"eval_seconds\":{:.1f},\"eval_features\":\"{}\"}}\n", t.eval_n, seconds, escaped);
   if (state_->metrics.is_open()) {
     state_->metrics << line;

@@ -10,6 +10,7 @@
 
 #include "ddpm/eval/features.hpp"
 #include "ddpm/samplers/sampler.hpp"
+#include "ddpm/samplers/steering.hpp"
 #include "ddpm/train/checkpoint.hpp"
 
 namespace ddpm::eval {
@@ -49,8 +50,13 @@ std::unique_ptr<ImageSet> tensor_image_set(const at::Tensor& images, std::string
 /// `n` images drawn from a trained model, batch by batch as they are asked for (image k uses
 /// noise index k, so the set is the same whatever the batching). `sampler` is used as given
 /// (its prediction is set from the checkpoint). on_step(step, total) after each sampler step.
+/// A class-conditional model draws every class equally (image k asks for class k mod K,
+/// samplers/steering.hpp's balanced_labels), with classifier-free guidance when
+/// guidance.weight > 0 (0: plain conditional sampling, one forward per step). An
+/// unconditional model refuses guidance > 0 (std::invalid_argument naming --guidance).
 std::unique_ptr<ImageSet> sampled_image_set(LoadedModel model, SamplerConfig sampler, int64_t n,
-                                            std::function<void(int64_t, int64_t)> on_step = nullptr);
+                                            std::function<void(int64_t, int64_t)> on_step = nullptr,
+                                            Guidance guidance = {});
 
 /// [−1, 1] floats → uint8 with the rounding of make_grid (x·127.5 + 127.5 + 0.5, clamped, floored).
 at::Tensor to_uint8_images(const at::Tensor& images);

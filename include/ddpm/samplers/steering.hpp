@@ -8,8 +8,11 @@
 //                             forward-noised reference (super-resolution with an unconditional model)
 #include <ATen/Tensor.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
+#include <string>
 
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/samplers/sampler.hpp"
@@ -29,6 +32,33 @@ Denoiser with_labels(ConditionalDenoiser model, at::Tensor labels);
 /// combination with weights summing to 1 commutes with affine maps. w = 0 gives the
 /// conditional output bit for bit (1·c − 0·u = c).
 Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w);
+
+/// Classifier-free guidance only where the noise level σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in
+/// (sigma_low, sigma_high] (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval
+/// improves sample and distribution quality in diffusion models": guidance at high noise
+/// collapses the variety of the samples, at low noise it does little). Elsewhere the output
+/// is the plain conditional one, from one forward of B images. sigma_low = 0 and sigma_high
+/// = ∞ give classifier_free_guidance above.
+Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w,
+                                  const NoiseSchedule& schedule, double sigma_low, double sigma_high);
+
+/// Classifier-free guidance as the tools take it: weight w and the σ interval where it applies.
+struct Guidance {
+  double weight = 0.0;      ///< w >= 0; 0 = plain conditional sampling (one forward per step)
+  double sigma_low = 0.0;   ///< guided only where σ_t is in (sigma_low, sigma_high]
+  double sigma_high = std::numeric_limits<double>::infinity();
+  bool limited() const { return sigma_low > 0.0 || std::isfinite(sigma_high); }
+  std::string describe() const;  ///< "guidance 2" or "guidance 2 for σ in (0.28, 5.42]"
+};
+
+/// with_labels when g.weight == 0, else classifier-free guidance (on its interval when limited).
+Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g, const NoiseSchedule& schedule);
+
+/// The labels of images first .. first+count−1 of a run that draws K classes equally:
+/// image k asks for class k mod K (int64 [count]). Any n that is a multiple of K is exactly
+/// balanced, which is the class distribution of a balanced training set (Fashion-MNIST,
+/// CIFAR-10), and image k's class does not depend on the batching.
+at::Tensor balanced_labels(int64_t num_classes, int64_t first, int64_t count);
 
 /// SDEdit from `init` [n, C, H, W] in [−1, 1] at `strength` in [0, 1] (see Steering).
 Steering sdedit(at::Tensor init, double strength);

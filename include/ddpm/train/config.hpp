@@ -62,6 +62,7 @@ struct TrainConfig {
   /// FID (and KID, precision/recall when eval-ref is an image set) go to metrics.jsonl.
   int64_t eval_every = 0;       ///< 0 = never (eval-every)
   int64_t eval_n = 1000;        ///< samples per evaluation (eval-n)
+  double eval_guidance = 0.0;   ///< class-conditional runs: CFG weight of those samples (eval-guidance)
   std::string eval_features;    ///< a ddpm-eval classifier or a TorchScript file (eval-features)
   std::string eval_ref;         ///< a statistics .npz, or images: a folder or idx:FILE (eval-ref)
 
