@@ -14,7 +14,8 @@
 # FEATURES (bench/fmnist-clf.pt, the committed `ddpm-eval fit-classifier` network, see bench/README.md), FM (dataset folder),
 # SKIP_TRAIN=1 to re-evaluate an existing run with another sampler,
 # GUIDANCE=w for a class-conditional run (trained with --labels): the demo grid is --class all (one row
-# per class) and the evaluation draws every class equally, both with classifier-free guidance w.
+# per class) and the evaluation draws every class equally, both with classifier-free guidance w
+# (GUIDANCE_INTERVAL=LOW,HIGH: only on those noise levels σ, as scripts/demo.sh).
 # Wall times depend on the machine's load: the script prints the 1-minute load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +56,9 @@ steps=$(grep -o '"step":[0-9]*' "$RUN/metrics.jsonl" | tail -1 | cut -d: -f2)
 SAMPLING=(--sampler "$SAMPLER" --steps "$SAMPLE_STEPS" "$CLIP")
 GRID=(--n 64) EVAL_GUIDE=() TAG=$SAMPLER-$SAMPLE_STEPS
 if [ -n "${GUIDANCE:-}" ]; then
-  GRID=(--class all --guidance "$GUIDANCE") EVAL_GUIDE=(--guidance "$GUIDANCE") TAG=$TAG-w$GUIDANCE
+  EVAL_GUIDE=(--guidance "$GUIDANCE") TAG=$TAG-w$GUIDANCE
+  [ -n "${GUIDANCE_INTERVAL:-}" ] && EVAL_GUIDE+=(--guidance-interval "$GUIDANCE_INTERVAL") TAG=$TAG-int
+  GRID=(--class all "${EVAL_GUIDE[@]}")
 fi
 # The demo's own sampling cost: 64 images (80, one row per class, when conditional), seed 1, as scripts/demo.sh draws them.
 t0=$(now)
