@@ -135,6 +135,48 @@ TEST(Guidance, RefusesBadWeightsAndLabelCounts) {
                std::invalid_argument);
 }
 
+// ddpm-eval's sampled sets and the trainer's evaluations: an unconditional model gets no labels,
+// a conditional one asks for class k mod K for image k of the whole set, with the guidance given.
+TEST(Guidance, BalancedDenoiserAsksForClassKModKOrNone) {
+  const NoiseSchedule schedule = linear(100);
+  std::vector<at::Tensor> seen;
+  const ddpm::ConditionalDenoiser spy = [&seen](const at::Tensor& x, const at::Tensor&, const at::Tensor& l) {
+    seen.push_back(l);
+    return at::zeros_like(x);
+  };
+  const at::Tensor x = at::zeros({4, 1, 2, 2}), t = at::full({4}, 50, at::kLong);
+  ddpm::Guidance none;
+  ddpm::balanced_denoiser(spy, 0, 3, 4, none, schedule)(x, t);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_FALSE(seen[0].defined());
+  seen.clear();
+  ddpm::balanced_denoiser(spy, 3, 3, 4, none, schedule)(x, t);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(at::equal(seen[0], at::tensor({0, 1, 2, 0}, at::kLong)));
+  seen.clear();
+  ddpm::Guidance w2;
+  w2.weight = 2.0;
+  // Guided: one forward of [conditional; "no class"], twice the batch.
+  ddpm::balanced_denoiser(spy, 2, 3, 4, w2, schedule)(x, t);
+  ASSERT_EQ(seen.size(), 1u);
+  ASSERT_EQ(seen[0].numel(), 8);
+  EXPECT_TRUE(at::equal(seen[0].narrow(0, 0, 4), at::tensor({1, 0, 1, 0}, at::kLong)));
+  EXPECT_FALSE(seen[0].narrow(0, 4, 4).ge(0).logical_and(seen[0].narrow(0, 4, 4).lt(2)).any().item<bool>());
+  // Guidance::validate names the option.
+  ddpm::Guidance bad;
+  bad.weight = -1.0;
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad.weight = 1.0;
+  bad.sigma_low = 3.0;
+  bad.sigma_high = 3.0;
+  try {
+    bad.validate();
+    ADD_FAILURE() << "an empty interval passed";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--guidance-interval"), std::string::npos) << e.what();
+  }
+}
+
 // ------------------------------------------------------------ SDEdit
 
 // Guidance on a σ interval: at each t the output is the guided one where σ_t = √((1 − ᾱ_t)/ᾱ_t)

@@ -74,10 +74,10 @@ CLI::Option* add_guidance_interval_option(CLI::App& app, std::vector<double>& in
 
 void set_guidance_interval(Guidance& g, const std::vector<double>& interval) {
   if (interval.empty()) return;
-  if (interval.size() != 2 || !(interval[0] >= 0.0 && interval[0] < interval[1]))
-    bad_input("--guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
+  if (interval.size() != 2) bad_input("--guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
   g.sigma_low = interval[0];
   g.sigma_high = interval[1];
+  g.validate();
 }
 
 void add_guide_options(CLI::App& app, GuideOptions& o) {
@@ -140,8 +140,8 @@ Guide::Guide(const GuideOptions& o, const UNetConfig& model, int64_t& n, int64_t
       what_ = "class " + o.cls;
     }
     guidance_.weight = o.guidance.value_or(0.0);
-    if (!(guidance_.weight >= 0.0 && guidance_.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
     set_guidance_interval(guidance_, o.guidance_interval);
+    guidance_.validate();
     if (o.guidance) what_ += ", " + guidance_.describe();
   }
   // --- images

@@ -119,7 +119,7 @@ class SampledSet : public ImageSet {
              Guidance guidance)
       : m_(std::move(model)), sampler_(sampler), n_(n), on_step_(std::move(on_step)), guidance_(guidance) {
     if (n < 1) bad_input("--n", "must be >= 1");
-    if (!(guidance.weight >= 0.0 && guidance.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+    guidance.validate();
     if (guidance.weight > 0.0 && !m_.config.model.conditional())
       bad_input("--guidance", "the checkpoint's model is unconditional (trained without labels)");
     sampler_.prediction = m_.config.train.prediction;
@@ -138,9 +138,8 @@ class SampledSet : public ImageSet {
       at::Tensor out = model->forward(x, t, labels);
       return out.size(1) == C ? out : out.narrow(1, 0, C);
     };
-    Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t) { return network(x, t, at::Tensor()); };
-    const int64_t K = m_.config.model.num_classes;
-    if (K > 0) denoiser = guided(network, balanced_labels(K, start, count), guidance_, m_.schedule);
+    const Denoiser denoiser =
+        balanced_denoiser(network, m_.config.model.num_classes, start, count, guidance_, m_.schedule);
     ProgressFn progress = [&](int64_t step, int64_t total) {
       if (on_step_) on_step_(step, total);
       return true;

@@ -84,15 +84,16 @@ Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, 
     // The samplers step a batch at one t; mixed batches take the guided pass and keep it per image.
     const at::Tensor tc = t.to(at::kCPU, at::kLong).contiguous();
     const int64_t* ts = tc.data_ptr<int64_t>();
-    auto is_guided = [&](int64_t i) { return i >= 0 && i < static_cast<int64_t>(guided.size()) && guided[i]; };
+    at::Tensor m = at::empty({tc.numel()}, at::kBool);
+    bool* mp = m.data_ptr<bool>();
     int64_t n_guided = 0;
-    for (int64_t i = 0; i < tc.numel(); ++i) n_guided += is_guided(ts[i]);
+    for (int64_t i = 0; i < tc.numel(); ++i) {
+      mp[i] = ts[i] >= 0 && ts[i] < static_cast<int64_t>(guided.size()) && guided[ts[i]];
+      n_guided += mp[i];
+    }
     if (n_guided == 0) return plain(x, t);
     const at::Tensor out = cfg(x, t);
     if (n_guided == tc.numel()) return out;
-    at::Tensor m = at::empty({tc.numel()}, at::kBool);
-    bool* mp = m.data_ptr<bool>();
-    for (int64_t i = 0; i < tc.numel(); ++i) mp[i] = is_guided(ts[i]);
     return at::where(m.to(x.device()).view({-1, 1, 1, 1}), out, plain(x, t));
   };
 }
@@ -104,8 +105,14 @@ std::string Guidance::describe() const {
   return s.str();
 }
 
+void Guidance::validate() const {
+  if (!(weight >= 0.0 && weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+  if (!(sigma_low >= 0.0 && sigma_low < sigma_high))
+    bad_input("--guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
+}
+
 Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g, const NoiseSchedule& schedule) {
-  if (!(g.weight >= 0.0 && g.weight <= 1000.0)) bad_input("--guidance", "must be in [0, 1000]");
+  g.validate();
   if (g.weight == 0.0) return with_labels(std::move(model), std::move(labels));
   if (!g.limited()) return classifier_free_guidance(std::move(model), std::move(labels), g.weight);
   return classifier_free_guidance(std::move(model), std::move(labels), g.weight, schedule, g.sigma_low, g.sigma_high);
@@ -114,6 +121,14 @@ Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g,
 at::Tensor balanced_labels(int64_t num_classes, int64_t first, int64_t count) {
   if (num_classes < 1) throw std::invalid_argument("balanced labels: num_classes must be >= 1");
   return at::arange(first, first + count, at::kLong).remainder(num_classes);
+}
+
+Denoiser balanced_denoiser(ConditionalDenoiser model, int64_t num_classes, int64_t first, int64_t count,
+                           const Guidance& g, const NoiseSchedule& schedule) {
+  if (num_classes < 0) throw std::invalid_argument("balanced denoiser: num_classes must be >= 0");
+  if (num_classes == 0)
+    return [model = std::move(model)](const at::Tensor& x, const at::Tensor& t) { return model(x, t, at::Tensor()); };
+  return guided(std::move(model), balanced_labels(num_classes, first, count), g, schedule);
 }
 
 Steering sdedit(at::Tensor init, double strength) {

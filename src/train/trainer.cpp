@@ -492,12 +492,9 @@ std::string Trainer::evaluate() {
   for (int64_t first = 0; first < t.eval_n; first += batch) {
     const int64_t count = std::min(batch, t.eval_n - first);
     // A class-conditional model draws every class equally, as ddpm-eval does (eval-guidance).
-    Denoiser denoiser = [&network](const at::Tensor& x, const at::Tensor& ts) { return network(x, ts, at::Tensor()); };
-    if (m.conditional()) {
-      Guidance g;
-      g.weight = t.eval_guidance;
-      denoiser = guided(network, balanced_labels(m.num_classes, first, count), g, *schedule_);
-    }
+    Guidance g;
+    g.weight = t.eval_guidance;
+    const Denoiser denoiser = balanced_denoiser(network, m.num_classes, first, count, g, *schedule_);
     at::Tensor x = sample(*schedule_, denoiser, config_.sample, count, m.image_channels, m.image_height,
                           m.image_width, first);
     features.push_back(state_->eval_net->features(eval::to_uint8_images(x)));

@@ -49,6 +49,9 @@ struct Guidance {
   double sigma_high = std::numeric_limits<double>::infinity();
   bool limited() const { return sigma_low > 0.0 || std::isfinite(sigma_high); }
   std::string describe() const;  ///< "guidance 2" or "guidance 2 for σ in (0.28, 5.42]"
+  /// Throws BadInput naming --guidance (w outside [0, 1000]) or --guidance-interval
+  /// (not 0 <= sigma_low < sigma_high).
+  void validate() const;
 };
 
 /// with_labels when g.weight == 0, else classifier-free guidance (on its interval when limited).
@@ -59,6 +62,12 @@ Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g,
 /// balanced, which is the class distribution of a balanced training set (Fashion-MNIST,
 /// CIFAR-10), and image k's class does not depend on the batching.
 at::Tensor balanced_labels(int64_t num_classes, int64_t first, int64_t count);
+
+/// The denoiser for images first .. first+count−1 of a sample set, as ddpm-eval and the trainer's
+/// evaluations draw them: num_classes == 0 (unconditional model) gives the plain output; otherwise
+/// image k asks for class k mod num_classes (balanced_labels) under guidance g (guided).
+Denoiser balanced_denoiser(ConditionalDenoiser model, int64_t num_classes, int64_t first, int64_t count,
+                           const Guidance& g, const NoiseSchedule& schedule);
 
 /// SDEdit from `init` [n, C, H, W] in [−1, 1] at `strength` in [0, 1] (see Steering).
 Steering sdedit(at::Tensor init, double strength);
