@@ -4,10 +4,13 @@
 
 #include <ATen/ATen.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <map>
 #include <stdexcept>
@@ -151,6 +154,29 @@ TEST(ProcessGroup, ALostRankEndsTheOthersCollectiveWithAnErrorNotAHang) {
   });
   EXPECT_EQ(codes[0], 7);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(40));
+}
+
+// A write to a socket whose peer is gone raises SIGPIPE, whose default action ends the process
+// without a word; a group of several ranks must turn that into an EPIPE error (CI once saw a
+// survivor die silently instead of naming the lost rank).
+TEST(ProcessGroup, AGroupTurnsSigpipeIntoAnError) {
+  if (!ddpm::dist::gloo_available()) GTEST_SKIP() << "skipped: this build has no c10d/Gloo (no Gloo headers)";
+  const int port = free_port();
+  const auto codes = run_ranks(2, [port](int rank) {
+    std::signal(SIGPIPE, SIG_DFL);  // whatever the test runner inherited
+    ddpm::dist::ProcessGroup pg(local_rank_info(rank, 2, port), std::chrono::seconds(30));
+    pg.barrier();
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return 2;
+    ::close(fds[1]);
+    const char byte = 0;
+    // Under SIGPIPE's default this process would end here, killed by the signal.
+    const ssize_t n = ::write(fds[0], &byte, 1);
+    const int err = errno;
+    ::close(fds[0]);
+    return n == -1 && err == EPIPE ? 0 : 3;
+  });
+  EXPECT_EQ(codes, (std::vector<int>{0, 0}));
 }
 
 TEST(ProcessGroup, SingleProcessGroupIsTheIdentity) {

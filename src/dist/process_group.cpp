@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <signal.h>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -118,6 +119,21 @@ class GlooPending : public Pending {
   std::shared_ptr<Heartbeat> heartbeat_;
 };
 
+// Gloo writes to its peers with writev(), which raises SIGPIPE once a peer's socket has been
+// reset; SIGPIPE's default action ends the process without a word (seen in CI: a survivor died
+// silently instead of naming the lost rank). Ignored, the write fails with EPIPE, Gloo throws, and
+// lost() names the rank. Python does the same at start-up; a handler the program set is kept.
+void ignore_sigpipe() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL &&
+      !(current.sa_flags & SA_SIGINFO)) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+  }
+}
+
 bool loopback(const std::string& host) { return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"; }
 
 }  // namespace
@@ -134,6 +150,7 @@ struct ProcessGroup::Impl {
 ProcessGroup::ProcessGroup(const LaunchInfo& info, std::chrono::milliseconds timeout)
     : rank_(info.rank), world_size_(info.world_size) {
   if (world_size_ == 1) return;
+  ignore_sigpipe();
   impl_ = std::make_unique<Impl>();
   try {
     c10d::TCPStoreOptions opts;

@@ -80,7 +80,7 @@ kill -KILL "$pid1"; start=$SECONDS
 code=0; wait "$pid0" || code=$?
 (( code != 0 )) || fail "rank 0 exited 0 after rank 1 was killed"
 (( SECONDS - start <= 60 )) || fail "rank 0 took $((SECONDS - start)) s to end"
-grep -q "rank 1" "$WORK/bare0.log" || { cat "$WORK/bare0.log"; fail "rank 0's error does not name rank 1"; }
+grep -q "rank 1" "$WORK/bare0.log" || { cat "$WORK/bare0.log"; fail "rank 0's error does not name rank 1 (exit $code)"; }
 echo "   rank 0 ended in $((SECONDS - start)) s with exit $code: $(grep error "$WORK/bare0.log" | tail -1)"
 ls "$WORK/bare/checkpoints" | grep -q . || fail "the last good checkpoint is gone"
 

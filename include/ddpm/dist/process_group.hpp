@@ -26,7 +26,9 @@ class ProcessGroup {
   ProcessGroup();
   /// Joins the group `info` describes. Every rank must construct it; each waits at most
   /// `timeout` for the others, in the rendezvous and in every later collective.
-  /// Throws std::runtime_error (one line) when the group cannot be formed.
+  /// Throws std::runtime_error (one line) when the group cannot be formed. Sets SIGPIPE to
+  /// ignored if it is at its default, so that a peer that dies becomes an error naming it
+  /// rather than a silent end of this process (as Python does for torch.distributed).
   ProcessGroup(const LaunchInfo& info, std::chrono::milliseconds timeout);
   ~ProcessGroup();
   ProcessGroup(ProcessGroup&&) noexcept;
