@@ -179,10 +179,23 @@ TEST_F(EvalCli, ClassConditionalCheckpointDrawsEveryClassWithGuidance) {
                             "--timesteps 40 --sample-every 0 --threads 1 --device cpu --log-level info --sampler ddim "
                             "--sample-steps 3 --eval-every 2 --eval-n 12 --eval-guidance 1.5 --eval-features " +
                             d + "/clf.pt --eval-ref idx:" + d + "/test.idx";
-  auto t = run_command(train + " --run-dir " + run);
+  auto t = run_command(train + " --eval-guidance-interval 0.28,5.42 --run-dir " + run);
   ASSERT_EQ(t.exit_code, 0) << t.output;
   const std::string metrics = ddpm::test::read_string(run + "/metrics.jsonl");
-  EXPECT_NE(metrics.find("\"eval_guidance\":1.5"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"eval_guidance\":1.5,\"eval_guidance_interval\":[0.28,5.42]"), std::string::npos) << metrics;
+  // The interval is kept in the run's config (a resume evaluates the same way) and checked.
+  EXPECT_NE(ddpm::test::read_string(run + "/config.toml").find("eval-guidance-interval = \"0.28,5.42\""),
+            std::string::npos);
+  for (const std::string bad_interval : {"5.42,0.28", "-1,2", "0.28", "x,1"}) {
+    auto b = run_command(train + " --run-dir " + run + "-bad --eval-guidance-interval " + bad_interval);
+    EXPECT_EQ(b.exit_code, 2) << bad_interval << ": " << b.output;
+    const bool order = bad_interval == "5.42,0.28" || bad_interval == "-1,2";
+    EXPECT_NE(b.output.find(order ? "eval-guidance-interval: must be LOW,HIGH with 0 <= LOW < HIGH"
+                                  : bad_interval == "0.28" ? "eval-guidance-interval: must be LOW,HIGH (got '0.28')"
+                                                           : "eval-guidance-interval: must be a number (got 'x')"),
+              std::string::npos)
+        << b.output;
+  }
   auto r = run_command(eval("compare --real idx:" + d + "/test.idx --checkpoint " + run + " --n 10 --sample-batch 4 "
                             "--sampler ddim --steps 3 --guidance 2 --features " + d + "/clf.pt --kid-subset-size 10"));
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -55,6 +55,8 @@ void TrainConfig::validate() const {
   if (run_dir.empty()) bad("run-dir", "must not be empty");
   if (eval_every < 0) bad("eval-every", "must be >= 0 (0 = no evaluation)");
   if (eval_n < 10) bad("eval-n", "must be >= 10");
+  if (!(eval_guidance_sigma_low >= 0.0 && eval_guidance_sigma_low < eval_guidance_sigma_high))
+    bad("eval-guidance-interval", "must be LOW,HIGH with 0 <= LOW < HIGH");
   if (eval_every > 0 && (eval_features.empty() || eval_ref.empty()))
     bad("eval-every", "needs --eval-features and --eval-ref");
 }

@@ -368,6 +368,31 @@ std::vector<ConfigKey> build() {
              "Class-conditional runs: classifier-free guidance weight of the evaluations' samples, every class "
              "drawn equally (0 = plain conditional)")
       .operational = true;
+  {
+    // "LOW,HIGH" as ddpm-eval's --guidance-interval; "" = every step.
+    ConfigKey& k = t.add("eval-guidance-interval", KeyType::String,
+                         "Class-conditional runs: guide the evaluations' samples only where sigma = "
+                         "sqrt((1 - alpha_bar)/alpha_bar) is in (LOW, HIGH], as LOW,HIGH (empty = every step)");
+    k.get = [](const Config& c) {
+      const TrainConfig& tc = c.train;
+      if (tc.eval_guidance_sigma_low == 0.0 && std::isinf(tc.eval_guidance_sigma_high)) return std::string();
+      return show(tc.eval_guidance_sigma_low) + "," + show(tc.eval_guidance_sigma_high);
+    };
+    k.set = [kk = k](Config& c, const std::string& text) {
+      TrainConfig& tc = c.train;
+      if (text.empty()) {
+        tc.eval_guidance_sigma_low = 0.0;
+        tc.eval_guidance_sigma_high = kInf;
+        return;
+      }
+      const size_t comma = text.find(',');
+      if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
+        reject("must be LOW,HIGH (got '" + text + "')");
+      tc.eval_guidance_sigma_low = parse_float(kk, text.substr(0, comma));
+      tc.eval_guidance_sigma_high = parse_float(kk, text.substr(comma + 1));
+    };
+    k.operational = true;
+  }
   t.string("eval-features", FIELD(train.eval_features),
            "Feature network for evaluations: a ddpm-eval fit-classifier file or a TorchScript file")
       .operational = true;

@@ -5,6 +5,7 @@
 // tools' command-line options. Keys are flat, equal to the long option names:
 // `lr = 0.0002`, `base-channels = 32`.
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +64,10 @@ struct TrainConfig {
   int64_t eval_every = 0;       ///< 0 = never (eval-every)
   int64_t eval_n = 1000;        ///< samples per evaluation (eval-n)
   double eval_guidance = 0.0;   ///< class-conditional runs: CFG weight of those samples (eval-guidance)
+  /// Guide those samples only where σ is in (low, high] (eval-guidance-interval "LOW,HIGH";
+  /// the default, 0 and ∞, guides every step), as ddpm-eval's --guidance-interval.
+  double eval_guidance_sigma_low = 0.0;
+  double eval_guidance_sigma_high = std::numeric_limits<double>::infinity();
   std::string eval_features;    ///< a ddpm-eval classifier or a TorchScript file (eval-features)
   std::string eval_ref;         ///< a statistics .npz, or images: a folder or idx:FILE (eval-ref)
 
