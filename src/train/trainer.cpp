@@ -488,14 +488,14 @@ std::string Trainer::evaluate() {
     return out.size(1) == config_.model.image_channels ? out : out.narrow(1, 0, config_.model.image_channels);
   };
   std::vector<at::Tensor> features;
+  // A class-conditional model draws every class equally, as ddpm-eval does (eval-guidance).
+  Guidance g;
+  g.weight = t.eval_guidance;
+  g.sigma_low = t.eval_guidance_sigma_low;
+  g.sigma_high = t.eval_guidance_sigma_high;
   const int64_t batch = std::min<int64_t>(t.eval_n, 250);
   for (int64_t first = 0; first < t.eval_n; first += batch) {
     const int64_t count = std::min(batch, t.eval_n - first);
-    // A class-conditional model draws every class equally, as ddpm-eval does (eval-guidance).
-    Guidance g;
-    g.weight = t.eval_guidance;
-    g.sigma_low = t.eval_guidance_sigma_low;
-    g.sigma_high = t.eval_guidance_sigma_high;
     const Denoiser denoiser = balanced_denoiser(network, m.num_classes, first, count, g, *schedule_);
     at::Tensor x = sample(*schedule_, denoiser, config_.sample, count, m.image_channels, m.image_height,
                           m.image_width, first);
@@ -517,11 +517,10 @@ std::string Trainer::evaluate() {
   std::string escaped;
   for (char c : features_desc) escaped += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
   if (m.conditional()) {
-    line += fmt::format(",\"eval_guidance\":{}", t.eval_guidance);
-    if (std::isfinite(t.eval_guidance_sigma_high) || t.eval_guidance_sigma_low > 0.0)
-      line += fmt::format(",\"eval_guidance_interval\":[{},{}]", t.eval_guidance_sigma_low,
-                          std::isfinite(t.eval_guidance_sigma_high) ? fmt::format("{}", t.eval_guidance_sigma_high)
-                                                                    : std::string("null"));
+    line += fmt::format(",\"eval_guidance\":{}", g.weight);
+    if (g.limited())
+      line += fmt::format(",\"eval_guidance_interval\":[{},{}]", g.sigma_low,
+                          std::isfinite(g.sigma_high) ? fmt::format("{}", g.sigma_high) : std::string("null"));
   }
   line += fmt::format(",\"eval_n\":{},\"eval_seconds\":{:.1f},\"eval_features\":\"{}\"}}\n", t.eval_n, seconds, escaped);
   if (state_->metrics.is_open()) {
