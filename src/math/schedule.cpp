@@ -301,20 +301,22 @@ at::Tensor NoiseSchedule::extract(const at::Tensor& table, const at::Tensor& t, 
   return out.reshape(shape);
 }
 
+const std::vector<std::string>& spacing_names() {
+  static const std::vector<std::string> names{"leading", "trailing", "linspace", "karras", "logsnr"};
+  return names;
+}
+
 Spacing parse_spacing(const std::string& text) {
-  if (text == "leading") return Spacing::Leading;
-  if (text == "trailing") return Spacing::Trailing;
-  if (text == "linspace") return Spacing::Linspace;
-  throw std::invalid_argument("spacing: unknown value '" + text + "' (expected leading, trailing or linspace)");
+  const auto& names = spacing_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (text == names[i]) return static_cast<Spacing>(i);
+  throw std::invalid_argument("spacing: unknown value '" + text +
+                              "' (expected leading, trailing, linspace, karras or logsnr)");
 }
 
 std::string to_string(Spacing spacing) {
-  switch (spacing) {
-    case Spacing::Leading: return "leading";
-    case Spacing::Trailing: return "trailing";
-    case Spacing::Linspace: return "linspace";
-  }
-  return "?";
+  const auto i = static_cast<size_t>(spacing);
+  return i < spacing_names().size() ? spacing_names()[i] : "?";
 }
 
 namespace {
@@ -353,7 +355,95 @@ std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing) 
       }
       break;
     }
+    case Spacing::Karras:
+    case Spacing::LogSnr:
+      throw std::invalid_argument("timestep_subset: spacing " + to_string(spacing) +
+                                  " places noise levels, not integer timesteps (use sampling_timesteps)");
   }
+  return out;
+}
+
+SigmaTable::SigmaTable(const at::Tensor& alpha_bar64) {
+  const at::Tensor ab64 = alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
+  alpha_bar_.assign(ab64.data_ptr<double>(), ab64.data_ptr<double>() + ab64.numel());
+  if (alpha_bar_.size() < 2) throw std::invalid_argument("SigmaTable: needs at least 2 timesteps");
+  log_sigma_.resize(alpha_bar_.size());
+  for (size_t i = 0; i < alpha_bar_.size(); ++i) {
+    const double ab = alpha_bar_[i];
+    // log σ = ½ (log(1 − ᾱ) − log ᾱ); +∞ where ᾱ = 0 (zero terminal SNR)
+    log_sigma_[i] = ab <= 0.0 ? std::numeric_limits<double>::infinity() : 0.5 * (std::log1p(-ab) - std::log(ab));
+    if (i > 0 && !(log_sigma_[i] > log_sigma_[i - 1]))
+      throw std::invalid_argument("SigmaTable: alpha_bar must decrease strictly (t = " + std::to_string(i) + ")");
+  }
+}
+
+double SigmaTable::log_sigma(double t) const {
+  const double last = static_cast<double>(log_sigma_.size() - 1);
+  if (!(t >= 0.0 && t <= last))
+    throw std::invalid_argument("SigmaTable: timestep " + std::to_string(t) + " outside [0, " + std::to_string(last) + "]");
+  const auto lo = static_cast<size_t>(std::floor(t));
+  const double w = t - static_cast<double>(lo);
+  if (w == 0.0) return log_sigma_[lo];
+  return (1.0 - w) * log_sigma_[lo] + w * log_sigma_[lo + 1];
+}
+
+double SigmaTable::sigma(double t) const { return std::exp(log_sigma(t)); }
+
+double SigmaTable::alpha_bar(double t) const {
+  if (t < 0.0) return 1.0;
+  if (t == std::floor(t) && t < static_cast<double>(alpha_bar_.size())) return alpha_bar_[static_cast<size_t>(t)];
+  const double s = sigma(t);
+  return 1.0 / (1.0 + s * s);
+}
+
+double SigmaTable::timestep(double sigma) const {
+  if (!(sigma > 0.0)) return 0.0;
+  if (!std::isfinite(log_sigma_.back()))
+    throw std::invalid_argument("SigmaTable: a schedule with alpha_bar = 0 (zero terminal SNR) has no finite sigma_max");
+  const double ls = std::log(sigma);
+  if (ls <= log_sigma_.front()) return 0.0;
+  if (ls >= log_sigma_.back()) return static_cast<double>(log_sigma_.size() - 1);
+  const auto hi = static_cast<size_t>(std::upper_bound(log_sigma_.begin(), log_sigma_.end(), ls) - log_sigma_.begin());
+  const size_t lo = hi - 1;
+  return static_cast<double>(lo) + (ls - log_sigma_[lo]) / (log_sigma_[hi] - log_sigma_[lo]);
+}
+
+std::vector<double> sampling_timesteps(const SigmaTable& table, int64_t steps, Spacing spacing, double rho) {
+  const int64_t T = table.num_timesteps();
+  if (spacing != Spacing::Karras && spacing != Spacing::LogSnr) {
+    const auto kept = timestep_subset(T, steps, spacing);
+    return {kept.begin(), kept.end()};
+  }
+  if (steps < 1 || steps > T)
+    throw std::invalid_argument("sampling_timesteps: steps must be in [1, timesteps = " + std::to_string(T) +
+                                "] (got " + std::to_string(steps) + ")");
+  if (!(rho > 0.0 && std::isfinite(rho)))
+    throw std::invalid_argument("sampling_timesteps: karras rho must be a positive number");
+  const double sigma_min = table.sigma(0.0), sigma_max = table.sigma(static_cast<double>(T - 1));
+  if (!std::isfinite(sigma_max))
+    throw std::invalid_argument("spacing " + to_string(spacing) +
+                                " needs a finite sigma at t = T-1; zero terminal SNR has none (use trailing)");
+  std::vector<double> out(static_cast<size_t>(steps));
+  out.front() = 0.0;
+  out.back() = static_cast<double>(T - 1);  // the ends exactly: no round trip through pow/log
+  for (int64_t i = 1; i + 1 < steps; ++i) {
+    const double u = static_cast<double>(i) / static_cast<double>(steps - 1);  // 0 at σ_max … 1 at σ_min
+    double sigma;
+    if (spacing == Spacing::Karras) {
+      // Karras et al. 2022 eq. 5
+      const double a = std::pow(sigma_max, 1.0 / rho), b = std::pow(sigma_min, 1.0 / rho);
+      sigma = std::pow(a + u * (b - a), rho);
+    } else {
+      // uniform in log σ (= uniform in λ)
+      sigma = std::exp(std::log(sigma_max) + u * (std::log(sigma_min) - std::log(sigma_max)));
+    }
+    out[static_cast<size_t>(steps - 1 - i)] = table.timestep(sigma);
+  }
+  if (steps == 1) out.front() = static_cast<double>(T - 1);
+  for (size_t k = 1; k < out.size(); ++k)
+    if (!(out[k] > out[k - 1]))
+      throw std::invalid_argument("sampling_timesteps: " + std::to_string(steps) + " " + to_string(spacing) +
+                                  " steps do not give distinct timesteps on this schedule (use fewer steps)");
   return out;
 }
 

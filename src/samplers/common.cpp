@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -24,36 +25,39 @@ std::string shape_string(at::IntArrayRef s) {
 }  // namespace
 
 SamplerRun::SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, const SamplerConfig& config,
-                       int64_t n, std::vector<int64_t> image_shape, int64_t first_index, std::vector<int64_t> kept,
+                       int64_t n, std::vector<int64_t> image_shape, int64_t first_index, std::vector<double> kept,
                        const ProgressFn& progress, const StepFn& on_step)
     : schedule_(schedule),
       denoiser_(denoiser),
       config_(config),
       n_(n),
       noise_(config.seed, first_index, n, image_shape),
+      table_(schedule.alpha_bar64),
       kept_(std::move(kept)),
       progress_(progress),
       on_step_(on_step) {
   shape_ = {n};
   shape_.insert(shape_.end(), image_shape.begin(), image_shape.end());
   alpha_bar64_ = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
-  alpha_bar_ = to_double_vector(alpha_bar64_);
   alpha_ = to_double_vector(schedule.beta64);
   for (auto& a : alpha_) a = 1.0 - a;
 }
 
-double SamplerRun::alpha(int64_t t) const {
+double SamplerRun::alpha(double t) const {
   const auto it = std::lower_bound(kept_.begin(), kept_.end(), t);
   if (it == kept_.end() || *it != t) throw std::logic_error("sampler: timestep " + std::to_string(t) + " is not kept");
-  const int64_t before = it == kept_.begin() ? -1 : *(it - 1);
-  if (before == t - 1) return alpha_[static_cast<size_t>(t)];  // consecutive: the original step
+  const double before = it == kept_.begin() ? -1.0 : *(it - 1);
+  if (before == t - 1 && t == std::floor(t)) return alpha_[static_cast<size_t>(t)];  // consecutive: the original step
   return alpha_bar(t) / alpha_bar(before);                      // 1 − β' of the respaced process
 }
 
 at::Tensor SamplerRun::noise() { return noise_.next().to(schedule_.device()); }
 
-SamplerRun::Estimate SamplerRun::estimate(const at::Tensor& x, int64_t t, bool process) {
-  const at::Tensor tt = at::full({n_}, t, at::TensorOptions().dtype(at::kLong).device(x.device()));
+SamplerRun::Estimate SamplerRun::estimate(const at::Tensor& x, double t, bool process) {
+  // int64 on table points (what every model was trained on), float64 between them.
+  const at::Tensor tt = t == std::floor(t)
+                            ? at::full({n_}, static_cast<int64_t>(t), at::TensorOptions().dtype(at::kLong).device(x.device()))
+                            : at::full({n_}, t, at::TensorOptions().dtype(at::kDouble).device(x.device()));
   at::Tensor out = denoiser_(x, tt);
   if (!out.defined() || out.sizes() != x.sizes())
     throw std::runtime_error("sampler: the denoiser returned shape " +
@@ -125,7 +129,7 @@ std::vector<int64_t> visit_path(int64_t start, int64_t jump_length, int64_t resa
   return path;
 }
 
-at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::Tensor x, int64_t start,
+at::Tensor run_predictor(SamplerRun& run, const std::vector<double>& kept, at::Tensor x, int64_t start,
                          const StepperFactory& make_stepper, const Steering& steering) {
   const std::vector<int64_t> path = visit_path(start, steering.jump_length, steering.resample);
   const auto total = static_cast<int64_t>(path.size());
@@ -136,17 +140,18 @@ at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::
   for (int64_t i = 0; i < total; ++i) {
     const int64_t next = path[static_cast<size_t>(i)];
     if (next < s) {
-      const int64_t t = kept[static_cast<size_t>(s)];
+      double t = kept[static_cast<size_t>(s)];
+      if (step.perturb) t = step.perturb(s, t, x);
       const SamplerRun::Estimate e = run.estimate(x, t);
       x0 = e.x0;
       if (s == 0) {
-        x = e.x0;  // ᾱ = 1 after the last kept step: every sampler's output is x̂₀ there
+        x = e.x0;  // ᾱ = 1 after the last kept step: a first-order step there gives x̂₀
       } else {
-        const int64_t t_prev = kept[static_cast<size_t>(s - 1)];
-        x = step(s, t, t_prev, e, x);
+        const double t_prev = kept[static_cast<size_t>(s - 1)];
+        x = step.step(s, t, t_prev, e, x);
         run.correct(x, t_prev);
       }
-      if (steering.hook) x = steering.hook(next >= 0 ? kept[static_cast<size_t>(next)] : -1, x, noise);
+      if (steering.hook) x = steering.hook(next >= 0 ? kept[static_cast<size_t>(next)] : -1.0, x, noise);
     } else {
       // Up: x_{t'} ~ q(x_{t'} | x_t) = N(√(ᾱ_{t'}/ᾱ_t) x_t, (1 − ᾱ_{t'}/ᾱ_t) I).
       const double ratio = run.alpha_bar(kept[static_cast<size_t>(next)]) / run.alpha_bar(kept[static_cast<size_t>(s)]);
@@ -157,6 +162,11 @@ at::Tensor run_predictor(SamplerRun& run, const std::vector<int64_t>& kept, at::
     if (!run.report(i + 1, total, x)) return x0;
   }
   return x;
+}
+
+double half_logsnr(double ab) {
+  if (ab <= 0.0) return -std::numeric_limits<double>::infinity();
+  return 0.5 * (std::log(ab) - std::log1p(-ab));
 }
 
 }  // namespace ddpm::detail

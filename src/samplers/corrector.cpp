@@ -12,7 +12,7 @@
 
 namespace ddpm::detail {
 
-void SamplerRun::correct(at::Tensor& x, int64_t t) {
+void SamplerRun::correct(at::Tensor& x, double t) {
   if (!config_.corrector) return;
   const double a = alpha(t);
   const double r = config_.corrector_snr;

@@ -7,28 +7,19 @@
 // order, which gives x̂₀ at the smallest kept timestep. With the corrector on, every step
 // is first order (= DDIM η = 0): the history no longer lies on one trajectory.
 #include <cmath>
-#include <limits>
 
 #include "samplers/internal.hpp"
 
 namespace ddpm::detail {
-namespace {
 
-// ½ log(ᾱ / (1 − ᾱ)); −∞ at ᾱ = 0 (zero terminal SNR), which the update tolerates (e^{−∞} = 0).
-double half_logsnr(double ab) {
-  if (ab <= 0.0) return -std::numeric_limits<double>::infinity();
-  return 0.5 * (std::log(ab) - std::log1p(-ab));
-}
-
-}  // namespace
-
-Stepper dpmpp_2m_stepper(SamplerRun& run, const std::vector<int64_t>& /*kept*/) {
+Stepper dpmpp_2m_stepper(SamplerRun& run) {
   struct History {
     at::Tensor d_prev;  // D of the previous step (x̂₀ there); undefined: next step is first order
     double h_prev = 0.0;
   };
   auto history = std::make_shared<History>();
-  return [&run, history](int64_t, int64_t s, int64_t t, const SamplerRun::Estimate& e, const at::Tensor& x) {
+  Stepper stepper;
+  stepper.step = [&run, history](int64_t, double s, double t, const SamplerRun::Estimate& e, const at::Tensor& x) {
     const double ab_s = run.alpha_bar(s), ab_t = run.alpha_bar(t);
     const double h = half_logsnr(ab_t) - half_logsnr(ab_s);
     const double sigma_ratio = std::sqrt((1.0 - ab_t) / (1.0 - ab_s));
@@ -45,6 +36,7 @@ Stepper dpmpp_2m_stepper(SamplerRun& run, const std::vector<int64_t>& /*kept*/) 
     history->h_prev = h;
     return x * sigma_ratio + d * coef_d;
   };
+  return stepper;
 }
 
 }  // namespace ddpm::detail

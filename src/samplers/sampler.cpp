@@ -25,19 +25,39 @@ std::string show(double v) {
 }
 
 // The registry of predictors: a new sampler is one file with its Stepper plus one line here.
-detail::Stepper make_stepper(SamplerKind kind, detail::SamplerRun& run, const std::vector<int64_t>& kept) {
+detail::Stepper make_stepper(SamplerKind kind, detail::SamplerRun& run, const std::vector<double>& kept) {
   switch (kind) {
     case SamplerKind::Ddpm: return detail::ancestral_stepper(run, kept);
-    case SamplerKind::Ddim: return detail::ddim_stepper(run, kept);
-    case SamplerKind::DpmSolver2M: return detail::dpmpp_2m_stepper(run, kept);
+    case SamplerKind::Ddim: return detail::ddim_stepper(run, run.config().eta);
+    case SamplerKind::DpmSolver2M: return detail::dpmpp_2m_stepper(run);
+    case SamplerKind::DpmSolver3M: return detail::dpmpp_3m_stepper(run, kept);
+    case SamplerKind::DpmSolver2MSde: return detail::dpmpp_2m_sde_stepper(run);
+    case SamplerKind::UniPC: return detail::unipc_stepper(run);
+    case SamplerKind::Heun: return detail::heun_stepper(run, kept);
+    case SamplerKind::Euler: return detail::ddim_stepper(run, 0.0);  // the same update (ddim.cpp)
+    case SamplerKind::EulerAncestral: return detail::euler_ancestral_stepper(run);
+    case SamplerKind::IPndm: return detail::ipndm_stepper(run);
   }
   throw std::invalid_argument("sampler: unknown kind");
+}
+
+// The kept timesteps, ascending (fractional with karras / logsnr), for the config's spacing.
+std::vector<double> kept_timesteps(const NoiseSchedule& schedule, const SamplerConfig& config) {
+  const int64_t steps = config.resolved_steps(schedule.num_timesteps());
+  try {
+    return sampling_timesteps(SigmaTable(schedule.alpha_bar64), steps, config.spacing, config.karras_rho);
+  } catch (const std::invalid_argument& e) {
+    bad("spacing", e.what());
+  }
 }
 
 void check_steering(const Steering& s, int64_t n, int64_t C, int64_t H, int64_t W) {
   if (!(s.strength >= 0.0 && s.strength <= 1.0)) bad("strength", "must be in [0, 1], got " + show(s.strength));
   if (s.jump_length < 0) bad("jump-length", "must be >= 0, got " + std::to_string(s.jump_length));
   if (s.resample < 1) bad("resample", "must be >= 1, got " + std::to_string(s.resample));
+  if (s.x_T.defined() && s.x_T.sizes() != at::IntArrayRef(std::vector<int64_t>{n, C, H, W}))
+    bad("x_T", "expected noise of shape [" + std::to_string(n) + ", " + std::to_string(C) + ", " + std::to_string(H) +
+                   ", " + std::to_string(W) + "], got " + c10::str(s.x_T.sizes()));
   if (s.strength < 1.0) {
     if (!s.init.defined()) bad("init", "SDEdit with strength < 1 needs init images");
     const std::vector<int64_t> want{n, C, H, W};
@@ -49,20 +69,33 @@ void check_steering(const Steering& s, int64_t n, int64_t C, int64_t H, int64_t 
 
 }  // namespace
 
+const std::vector<std::string>& sampler_names() {
+  static const std::vector<std::string> names{"ddpm", "ddim",  "dpm++2m", "dpm++3m", "dpm++2m-sde",
+                                              "unipc", "heun", "euler",   "euler-a", "ipndm"};
+  return names;
+}
+
 SamplerKind parse_sampler_kind(const std::string& text) {
-  if (text == "ddpm") return SamplerKind::Ddpm;
-  if (text == "ddim") return SamplerKind::Ddim;
-  if (text == "dpm++2m") return SamplerKind::DpmSolver2M;
-  throw std::invalid_argument("sampler: unknown value '" + text + "' (expected ddpm, ddim or dpm++2m)");
+  const auto& names = sampler_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (text == names[i]) return static_cast<SamplerKind>(i);
+  // k-diffusion's function names
+  if (text == "dpmpp_2m") return SamplerKind::DpmSolver2M;
+  if (text == "dpmpp_3m") return SamplerKind::DpmSolver3M;
+  if (text == "dpmpp_2m_sde") return SamplerKind::DpmSolver2MSde;
+  if (text == "euler_ancestral") return SamplerKind::EulerAncestral;
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
+  throw std::invalid_argument("sampler: unknown value '" + text + "' (expected one of " + list + ")");
 }
 
 std::string to_string(SamplerKind kind) {
-  switch (kind) {
-    case SamplerKind::Ddpm: return "ddpm";
-    case SamplerKind::Ddim: return "ddim";
-    case SamplerKind::DpmSolver2M: return "dpm++2m";
-  }
-  return "?";
+  const auto i = static_cast<size_t>(kind);
+  return i < sampler_names().size() ? sampler_names()[i] : "?";
+}
+
+int64_t sampler_nfe(SamplerKind kind, int64_t steps) {
+  return kind == SamplerKind::Heun ? 2 * steps - 1 : steps;
 }
 
 Variance parse_variance(const std::string& text) {
@@ -86,13 +119,21 @@ void SamplerConfig::validate(int64_t T) const {
   if (corrector_steps < 1) bad("corrector-steps", "must be at least 1, got " + std::to_string(corrector_steps));
   if (!(corrector_snr > 0.0 && std::isfinite(corrector_snr)))
     bad("corrector-snr", "must be a positive number, got " + show(corrector_snr));
+  if (!(karras_rho > 0.0 && karras_rho <= 1000.0)) bad("karras-rho", "must be in (0, 1000], got " + show(karras_rho));
+  const int64_t max_order = kind == SamplerKind::IPndm ? 4 : 3;
+  if (order < 0 || order > max_order)
+    bad("order", "must be in [0, " + std::to_string(max_order) + "] for " + to_string(kind) + " (0 = default), got " +
+                     std::to_string(order));
+  if (!(s_churn >= 0.0 && std::isfinite(s_churn))) bad("s-churn", "must be a finite number >= 0, got " + show(s_churn));
+  if (!(s_tmin >= 0.0 && s_tmin <= s_tmax)) bad("s-tmin", "must be in [0, s-tmax], got " + show(s_tmin));
+  if (!(s_noise >= 0.0 && std::isfinite(s_noise))) bad("s-noise", "must be a finite number >= 0, got " + show(s_noise));
 }
 
 int64_t SamplerConfig::resolved_steps(int64_t T) const {
   if (steps > 0) return steps;
+  if (kind == SamplerKind::Ddpm) return T;
   if (kind == SamplerKind::Ddim) return std::min<int64_t>(50, T);
-  if (kind == SamplerKind::DpmSolver2M) return std::min<int64_t>(20, T);
-  return T;
+  return std::min<int64_t>(20, T);
 }
 
 void SamplerConfig::validate(const NoiseSchedule& schedule) const {
@@ -101,10 +142,10 @@ void SamplerConfig::validate(const NoiseSchedule& schedule) const {
   if (prediction != Prediction::Epsilon) return;
   // ε-prediction cannot give x̂₀ = (x_t − √(1−ᾱ) ε̂)/√ᾱ where ᾱ = 0 (zero terminal SNR,
   // Lin et al. 2024 §3.2). Trailing spacing, and any spacing with steps = T, visits T−1.
-  const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
-  for (int64_t t : timestep_subset(T, resolved_steps(T), spacing))
-    if (ab.data_ptr<double>()[t] <= 0.0)
-      bad("prediction", "epsilon cannot be sampled at timestep " + std::to_string(t) +
+  const SigmaTable table(schedule.alpha_bar64);
+  for (double t : timesteps(schedule))
+    if (table.alpha_bar(t) <= 0.0)
+      bad("prediction", "epsilon cannot be sampled at timestep " + show(t) +
                             ", where alpha_bar = 0 (zero terminal SNR): epsilon carries no information about x0 "
                             "there; train with v or x0 prediction (--prediction v), or use a schedule without "
                             "--zero-terminal-snr (--spacing leading skips t = T-1 only with fewer steps than T)");
@@ -112,6 +153,11 @@ void SamplerConfig::validate(const NoiseSchedule& schedule) const {
 
 std::vector<int64_t> SamplerConfig::timesteps(int64_t T) const {
   auto kept = timestep_subset(T, resolved_steps(T), spacing);
+  return {kept.rbegin(), kept.rend()};
+}
+
+std::vector<double> SamplerConfig::timesteps(const NoiseSchedule& schedule) const {
+  const auto kept = kept_timesteps(schedule, *this);
   return {kept.rbegin(), kept.rend()};
 }
 
@@ -139,7 +185,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
   if (first_index < 0) throw std::invalid_argument("sample: first_index must be >= 0");
 
   // The kept timesteps, ascending; all T for plain ancestral sampling.
-  const auto kept = timestep_subset(T, config.resolved_steps(T), config.spacing);
+  const auto kept = kept_timesteps(schedule, config);
   check_steering(steering, n, channels, height, width);
   detail::SamplerRun run(schedule, denoiser, config, n, {channels, height, width}, first_index, kept, progress, on_step);
   const auto K = static_cast<int64_t>(kept.size());
@@ -157,7 +203,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
     const double ab = run.alpha_bar(kept[static_cast<size_t>(start)]);
     x = init * std::sqrt(ab) + run.noise() * std::sqrt(1.0 - ab);
   } else {
-    x = run.initial();
+    x = steering.x_T.defined() ? steering.x_T.to(schedule.device(), at::kFloat) : run.initial();
   }
   return detail::run_predictor(run, kept, x, start, [&] { return make_stepper(config.kind, run, kept); }, steering);
 }

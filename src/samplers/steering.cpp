@@ -29,10 +29,9 @@ std::string shape_string(at::IntArrayRef s) {
   return out + "]";
 }
 
-// ᾱ_t as a host table (t = −1: 1).
-std::shared_ptr<std::vector<double>> alpha_bar_table(const NoiseSchedule& schedule) {
-  const at::Tensor ab = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
-  return std::make_shared<std::vector<double>>(ab.data_ptr<double>(), ab.data_ptr<double>() + ab.numel());
+// ᾱ at any visited t (fractional with karras / logsnr spacing; t = −1: 1).
+std::shared_ptr<const SigmaTable> sigma_table(const NoiseSchedule& schedule) {
+  return std::make_shared<const SigmaTable>(schedule.alpha_bar64);
 }
 
 at::Tensor labels_for(const at::Tensor& labels, const at::Tensor& x) {
@@ -70,25 +69,27 @@ Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, 
   if (!(sigma_low >= 0.0 && sigma_low < sigma_high))
     bad_input("guidance interval", "needs 0 <= low < high (got " + std::to_string(sigma_low) + ", " +
                                        std::to_string(sigma_high) + ")");
-  // Guided at step t when σ_t in (low, high], i.e. ᾱ_t in [1/(1+high²), 1/(1+low²)).
-  auto ab = alpha_bar_table(schedule);
-  std::vector<uint8_t> guided(ab->size());
-  for (size_t i = 0; i < ab->size(); ++i) {
-    const double sigma = std::sqrt((1.0 - (*ab)[i]) / (*ab)[i]);
-    guided[i] = sigma > sigma_low && sigma <= sigma_high;
-  }
+  // Guided at step t when σ_t in (low, high] (σ_t = √((1 − ᾱ_t)/ᾱ_t)).
+  auto table = sigma_table(schedule);
+  const auto T = static_cast<double>(table->num_timesteps());
   Denoiser cfg = classifier_free_guidance(model, labels, w);
   Denoiser plain = with_labels(std::move(model), std::move(labels));
-  return [cfg = std::move(cfg), plain = std::move(plain), guided = std::move(guided)](const at::Tensor& x,
-                                                                                     const at::Tensor& t) {
+  return [cfg = std::move(cfg), plain = std::move(plain), table, T, sigma_low, sigma_high](const at::Tensor& x,
+                                                                                         const at::Tensor& t) {
     // The samplers step a batch at one t; mixed batches take the guided pass and keep it per image.
-    const at::Tensor tc = t.to(at::kCPU, at::kLong).contiguous();
-    const int64_t* ts = tc.data_ptr<int64_t>();
+    const at::Tensor tc = t.to(at::kCPU, at::kDouble).contiguous();
+    const double* ts = tc.data_ptr<double>();
     at::Tensor m = at::empty({tc.numel()}, at::kBool);
     bool* mp = m.data_ptr<bool>();
     int64_t n_guided = 0;
     for (int64_t i = 0; i < tc.numel(); ++i) {
-      mp[i] = ts[i] >= 0 && ts[i] < static_cast<int64_t>(guided.size()) && guided[ts[i]];
+      bool inside = false;
+      if (ts[i] >= 0.0 && ts[i] <= T - 1.0) {
+        const double ab = table->alpha_bar(ts[i]);  // the table's value on integer t
+        const double sigma = std::sqrt((1.0 - ab) / ab);
+        inside = sigma > sigma_low && sigma <= sigma_high;
+      }
+      mp[i] = inside;
       n_guided += mp[i];
     }
     if (n_guided == 0) return plain(x, t);
@@ -153,12 +154,12 @@ Steering repaint(const NoiseSchedule& schedule, at::Tensor init, at::Tensor keep
   Steering s;
   s.jump_length = jump_length;
   s.resample = resample;
-  auto ab = alpha_bar_table(schedule);
+  auto table = sigma_table(schedule);
   const at::Tensor x0 = init.to(schedule.device(), at::kFloat);
   const at::Tensor m = keep.to(schedule.device(), at::kBool);
-  s.hook = [ab, x0, m](int64_t t, const at::Tensor& x, const NoiseFn& noise) {
+  s.hook = [table, x0, m](double t, const at::Tensor& x, const NoiseFn& noise) {
     if (t < 0) return at::where(m, x0, x);  // the end: the known pixels are the init's, exactly
-    const double a = (*ab)[static_cast<size_t>(t)];
+    const double a = table->alpha_bar(t);
     return at::where(m, x0 * std::sqrt(a) + noise() * std::sqrt(1.0 - a), x);
   };
   return s;
@@ -176,14 +177,14 @@ at::Tensor low_pass(const at::Tensor& x, int64_t factor) {
 Steering ilvr(const NoiseSchedule& schedule, at::Tensor lowres, int64_t factor) {
   check_image("--upscale", lowres);
   if (factor < 1) bad_input("--upscale-factor", "must be >= 1");
-  auto ab = alpha_bar_table(schedule);
+  auto table = sigma_table(schedule);
   const at::Tensor y = lowres.to(schedule.device(), at::kFloat).repeat_interleave(factor, 2).repeat_interleave(factor, 3);
   Steering s;
-  s.hook = [ab, y, factor](int64_t t, const at::Tensor& x, const NoiseFn& noise) {
+  s.hook = [table, y, factor](double t, const at::Tensor& x, const NoiseFn& noise) {
     if (x.sizes() != y.sizes())
       bad_input("--upscale", "the low-resolution images x" + std::to_string(factor) + " are " +
                                  shape_string(y.sizes()) + ", the samples " + shape_string(x.sizes()));
-    const double a = t < 0 ? 1.0 : (*ab)[static_cast<size_t>(t)];
+    const double a = table->alpha_bar(t);  // 1 at t = −1
     const at::Tensor y_t = t < 0 ? y : y * std::sqrt(a) + noise() * std::sqrt(1.0 - a);
     return x - low_pass(x, factor) + low_pass(y_t, factor);
   };

@@ -405,14 +405,21 @@ std::vector<ConfigKey> build() {
   t.area = KeyArea::Sample;
   t.group = "Sampling";
   t.choice(
-      "sampler", FIELD(sample.kind), {"ddpm", "ddim", "dpm++2m"}, parse_sampler_kind,
-      [](SamplerKind k) { return to_string(k); }, "ddpm (ancestral) | ddim | dpm++2m");
+      "sampler", FIELD(sample.kind), sampler_names(), parse_sampler_kind, [](SamplerKind k) { return to_string(k); },
+      "ddpm (ancestral) | ddim | dpm++2m | dpm++3m | dpm++2m-sde | unipc | heun | euler | euler-a | ipndm");
   t.integer("sample-steps", FIELD(sample.steps), 0, 100000,
-            "sampling steps (0 = default: all T for ddpm, 50 for ddim, 20 for dpm++2m; ddpm with fewer than T "
-            "respaces the process)");
+            "sampling steps (0 = default: all T for ddpm, 50 for ddim, 20 for the others; ddpm with fewer than T "
+            "respaces the process; heun makes 2 network calls a step)");
   t.choice(
-      "spacing", FIELD(sample.spacing), {"leading", "trailing", "linspace"}, parse_spacing,
-      [](Spacing s) { return to_string(s); }, "timestep spacing for fewer steps: leading | trailing | linspace");
+      "spacing", FIELD(sample.spacing), spacing_names(), parse_spacing, [](Spacing s) { return to_string(s); },
+      "step placement: leading | trailing | linspace (integer timesteps) | karras | logsnr (noise levels, "
+      "fractional timesteps)");
+  t.floating("karras-rho", FIELD(sample.karras_rho), 1e-3, 1000.0, "rho of the karras spacing (Karras et al. 2022)");
+  t.integer("solver-order", FIELD(sample.order), 0, 4, "order of unipc (1-3) and ipndm (1-4); 0 = the highest");
+  t.floating("s-churn", FIELD(sample.s_churn), 0.0, 1e6, "heun: stochastic churn S_churn (0 = deterministic)");
+  t.floating("s-tmin", FIELD(sample.s_tmin), 0.0, kInf, "heun: churn only where sigma >= S_tmin");
+  t.floating("s-tmax", FIELD(sample.s_tmax), 0.0, kInf, "heun: churn only where sigma <= S_tmax");
+  t.floating("s-noise", FIELD(sample.s_noise), 0.0, 1e6, "heun: noise scale S_noise of the churn");
   t.floating("eta", FIELD(sample.eta), 0.0, 1.0, "DDIM eta in [0, 1] (0 = deterministic)");
   t.choice(
       "variance", FIELD(sample.variance), {"fixed_small", "fixed_large"}, parse_variance,

@@ -71,13 +71,44 @@ class NoiseSchedule {
   c10::Device device_ = c10::kCPU;
 };
 
-/// Timestep subsets for fast samplers (Nichol & Dhariwal 2021; diffusers' spacing names).
-enum class Spacing { Leading, Trailing, Linspace };
-Spacing parse_spacing(const std::string& text);  ///< "leading" | "trailing" | "linspace"
+/// Where a sampler places its steps. The first three pick integer timesteps (Nichol & Dhariwal
+/// 2021; diffusers' timestep_spacing names); the last two place noise levels σ = √((1−ᾱ)/ᾱ)
+/// between σ_max = σ(T−1) and σ_min = σ(0), reached at fractional timesteps (SigmaTable):
+///   karras  Karras et al. 2022 eq. 5: σ_i = (σ_max^{1/ρ} + i/(N−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ
+///   logsnr  uniform in λ = log SNR = −2 log σ (the DPM-Solver default, "logSNR" / time_uniform)
+enum class Spacing { Leading, Trailing, Linspace, Karras, LogSnr };
+/// "leading" | "trailing" | "linspace" | "karras" | "logsnr"
+Spacing parse_spacing(const std::string& text);
 std::string to_string(Spacing spacing);
+/// The canonical names, in enum order (the config key's choices).
+const std::vector<std::string>& spacing_names();
 
-/// `steps` distinct indices in [0, T), ascending. steps == T gives 0..T-1.
+/// `steps` distinct indices in [0, T), ascending. steps == T gives 0..T-1. Integer spacings only
+/// (karras and logsnr need the schedule: sampling_timesteps).
 std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing);
+
+/// The noise level of a discrete schedule at any t ∈ [0, T−1]: log σ interpolated linearly
+/// between the two neighbouring table entries (k-diffusion's DiscreteSchedule, diffusers'
+/// _sigma_to_t), so it is exact on table points and monotone between them. The samplers evaluate
+/// the network at the fractional t this gives for the σ they step to.
+class SigmaTable {
+ public:
+  explicit SigmaTable(const at::Tensor& alpha_bar64);
+  int64_t num_timesteps() const { return static_cast<int64_t>(log_sigma_.size()); }
+  double log_sigma(double t) const;
+  double sigma(double t) const;
+  /// ᾱ(t) = 1/(1 + σ(t)²); the table's own value on integer t (t = −1: 1, clean data).
+  double alpha_bar(double t) const;
+  /// The t with sigma(t) = σ, clamped to [0, T−1]. Throws where the table has σ = ∞ (ᾱ = 0).
+  double timestep(double sigma) const;
+
+ private:
+  std::vector<double> alpha_bar_, log_sigma_;  // log σ ascending in t (ᾱ strictly decreasing)
+};
+
+/// The `steps` timesteps a sampler visits, ascending (float64; integers for the integer
+/// spacings). karras / logsnr start at exactly T−1 and end at exactly 0; `rho` is Karras' ρ.
+std::vector<double> sampling_timesteps(const SigmaTable& table, int64_t steps, Spacing spacing, double rho = 7.0);
 
 /// The posterior q(x_{i−1} | x_i, x₀) of one step with β_i (DDPM eqs. 6–7), from ᾱ_{i−1}
 /// (1 before the first step) and 1 − ᾱ_i, 1 − ᾱ_{i−1} (passed apart: they are more exact

@@ -2,12 +2,21 @@
 // Samplers turn a denoiser into images. They know the schedule, never the network:
 // the network is reached only through the Denoiser callback (stable-diffusion.cpp style).
 //
-//   ddpm     ancestral sampling, Ho et al. 2020 Algorithm 2; with steps < T the respaced
-//            process of Nichol & Dhariwal 2021 (β recomputed from ᾱ of consecutive kept steps)
-//   ddim     Song, Meng & Ermon 2021, eq. 12, with η
-//   dpm++2m  DPM-Solver++(2M), Lu et al. 2022, data prediction, multistep in log SNR
+//   ddpm         ancestral sampling, Ho et al. 2020 Algorithm 2; with steps < T the respaced
+//                process of Nichol & Dhariwal 2021 (β recomputed from ᾱ of consecutive kept steps)
+//   ddim         Song, Meng & Ermon 2021, eq. 12, with η
+//   dpm++2m      DPM-Solver++(2M), Lu et al. 2022, data prediction, multistep in log SNR
+//   dpm++3m      DPM-Solver++(3M), the third-order multistep of the same paper (diffusers' order 3)
+//   dpm++2m-sde  DPM-Solver++(2M) SDE (Lu et al. 2022 §4 / k-diffusion's midpoint variant)
+//   unipc        UniPC (Zhao et al. 2023), B(h) = e^h − 1 ("bh2"), UniC corrector, order 1–3
+//   heun         Karras et al. 2022 Algorithm 2 (S_churn = 0: Algorithm 1), 2 calls a step
+//   euler        Karras et al. 2022's Euler step in σ (= DDIM η = 0 for an exact x̂₀)
+//   euler-a      Euler ancestral (k-diffusion's sample_euler_ancestral)
+//   ipndm        improved PNDM (Zhang & Chen 2023), Adams–Bashforth on ε̂ in σ, order up to 4
 // Every sampler may run an annealed Langevin corrector after each predictor step
 // (Song et al. 2021, "Score-Based Generative Modeling through SDEs", Algorithm 5).
+// Steps are placed by SamplerConfig::spacing; with karras / logsnr the network is evaluated at
+// fractional timesteps (SigmaTable: log σ interpolated between table entries).
 #include <ATen/Tensor.h>
 
 #include <array>
@@ -21,8 +30,10 @@
 
 namespace ddpm {
 
-/// (x_t [B,C,H,W], t int64 [B] — indices of the original T-step schedule) → model output
-/// ([B,C,H,W], interpreted according to SamplerConfig::prediction).
+/// (x_t [B,C,H,W], t [B] — timesteps of the original T-step schedule) → model output
+/// ([B,C,H,W], interpreted according to SamplerConfig::prediction). t is int64 when the
+/// sampler is on a table point and float64 when it asks for a noise level between two (karras /
+/// logsnr spacing, Heun's churn): ᾱ(t) is then SigmaTable's interpolation.
 using Denoiser = std::function<at::Tensor(const at::Tensor& x_t, const at::Tensor& t)>;
 
 /// Called after each step (1-based step of total). Return false to stop early;
@@ -34,9 +45,9 @@ using StepFn = std::function<void(int64_t step, int64_t total, const at::Tensor&
 /// The samplers' per-image N(0, I) draws (image k from its own stream), for steering hooks.
 using NoiseFn = std::function<at::Tensor()>;
 /// Called after every predictor step with the original timestep t that x now belongs to
-/// (−1: the final sample, x̂₀). Returns x_t itself or a replacement of the same shape (RePaint's
+/// (−1: the final sample, x̂₀; fractional with karras / logsnr spacing). Returns x_t itself or a replacement of the same shape (RePaint's
 /// known region, ILVR's low frequencies); draws its noise from `noise` (the run's own streams).
-using StepHook = std::function<at::Tensor(int64_t t, const at::Tensor& x, const NoiseFn& noise)>;
+using StepHook = std::function<at::Tensor(double t, const at::Tensor& x, const NoiseFn& noise)>;
 
 /// How a run is steered; the default is plain sampling from x_T ~ N(0, I). steering.hpp builds
 /// these for SDEdit, RePaint and ILVR.
@@ -53,11 +64,21 @@ struct Steering {
   /// those steps are sampled again, resample − 1 times. 0 or resample 1: no jumps.
   int64_t jump_length = 0;
   int64_t resample = 1;
+  /// [n, C, H, W] the x_T to start from (diffusers' `latents`), when strength = 1; undefined:
+  /// drawn from the per-image streams (then the first draw of each image).
+  at::Tensor x_T;
 };
 
-enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
-SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
+enum class SamplerKind { Ddpm, Ddim, DpmSolver2M, DpmSolver3M, DpmSolver2MSde, UniPC, Heun, Euler, EulerAncestral, IPndm };
+/// "ddpm" | "ddim" | "dpm++2m" | "dpm++3m" | "dpm++2m-sde" | "unipc" | "heun" | "euler" | "euler-a" | "ipndm"
+/// (k-diffusion's names are accepted too: dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, euler_ancestral).
+SamplerKind parse_sampler_kind(const std::string& text);
 std::string to_string(SamplerKind kind);
+/// The canonical names, in enum order.
+const std::vector<std::string>& sampler_names();
+/// Network evaluations of a run of `steps` steps (guidance's second pass not counted): Heun
+/// takes two per step but the last, every other sampler one.
+int64_t sampler_nfe(SamplerKind kind, int64_t steps);
 
 /// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
 enum class Variance { FixedSmall, FixedLarge };
@@ -66,11 +87,16 @@ std::string to_string(Variance variance);
 
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::Ddpm;
-  int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
-  /// leading | trailing | linspace. Trailing (Lin et al. 2024, Table 2) starts every few-step
-  /// run at the true t = T−1 (leading at 20 of 1000 steps starts at 950); with steps = T all
-  /// three give 0..T−1.
+  int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (the others)
+  /// leading | trailing | linspace | karras | logsnr. Trailing (Lin et al. 2024, Table 2) starts
+  /// every few-step run at the true t = T−1 (leading at 20 of 1000 steps starts at 950); with
+  /// steps = T the first three give 0..T−1. karras and logsnr place σ from σ(T−1) to σ(0).
   Spacing spacing = Spacing::Trailing;
+  double karras_rho = 7.0;             ///< ρ of the karras spacing (Karras et al. 2022 eq. 5)
+  int64_t order = 0;                   ///< unipc: solver order 1–3 (0: 3); ipndm: 1–4 (0: 4)
+  /// Heun's stochastic churn (Karras et al. 2022 Algorithm 2): γ = min(S_churn/N, √2 − 1) where
+  /// σ ∈ [S_tmin, S_tmax], noise scaled by S_noise. S_churn = 0 is Algorithm 1 (deterministic).
+  double s_churn = 0.0, s_tmin = 0.0, s_tmax = 1e30, s_noise = 1.0;
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
   Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
@@ -89,9 +115,11 @@ struct SamplerConfig {
 
   /// Number of predictor steps actually taken (resolves steps = 0 to the kind's default).
   int64_t resolved_steps(int64_t T) const;
-  /// The original timestep indices at which the denoiser is evaluated by the
-  /// predictor, in the order visited (descending).
+  /// The integer timesteps visited, descending (leading / trailing / linspace only).
   std::vector<int64_t> timesteps(int64_t T) const;
+  /// The timesteps of the original schedule the run visits, in the order visited (descending;
+  /// fractional with karras / logsnr spacing). Heun also evaluates between them (its churn).
+  std::vector<double> timesteps(const NoiseSchedule& schedule) const;
 };
 
 /// Draws `n` images of shape [channels, height, width]. Image k (0-based, offset by

@@ -19,7 +19,8 @@
 
 namespace ddpm {
 
-/// (x_t [B,C,H,W], t int64 [B], labels int64 [B]: class ids or kNoClass = −1) → model output.
+/// (x_t [B,C,H,W], t [B] (int64, or float64 between table points: see Denoiser), labels int64 [B]:
+/// class ids or kNoClass = −1) → model output.
 using ConditionalDenoiser =
     std::function<at::Tensor(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& labels)>;
 
