@@ -643,7 +643,7 @@ TEST(SamplerConfig, ValidateNamesTheKey) {
       EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
     }
   };
-  expect_parse_error(ddpm::parse_sampler_kind, "euler", "sampler");
+  expect_parse_error(ddpm::parse_sampler_kind, "dpm++4m", "sampler");
   c = ok;
   c.steps = 1001;
   expect_error_naming(c, "steps");
@@ -732,7 +732,7 @@ TEST(SamplerOptions, BindsEveryFlag) {
   ddpm::SamplerConfig d;
   CLI::App bad;
   ddpm::cli::add_sampler_options(bad, d);
-  EXPECT_THROW(bad.parse("--sampler euler", false), CLI::ValidationError);
+  EXPECT_THROW(bad.parse("--sampler dpm++4m", false), CLI::ValidationError);
   // An app with its own --seed keeps it.
   uint64_t train_seed = 0;
   CLI::App train;
