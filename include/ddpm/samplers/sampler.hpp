@@ -52,19 +52,25 @@ struct Steering {
   /// multiple of jump_length, x is noised back up jump_length kept steps (q(x_{t'} | x_t)) and
   /// those steps are sampled again, resample − 1 times. 0 or resample 1: no jumps.
   int64_t jump_length = 0;
+  /// RePaint: how many times each jump's steps are sampled (1: once, no jumps).
   int64_t resample = 1;
 };
 
+/// The sampling loop's stepper (`--sampler`; the list is in docs/sampling.md).
 enum class SamplerKind { Ddpm, Ddim, DpmSolver2M };
 SamplerKind parse_sampler_kind(const std::string& text);  ///< "ddpm" | "ddim" | "dpm++2m"
+/// The sampler's name as the tools spell it (e.g. "ddim").
 std::string to_string(SamplerKind kind);
 
 /// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
 enum class Variance { FixedSmall, FixedLarge };
 Variance parse_variance(const std::string& text);  ///< "fixed_small" | "fixed_large" (or with '-')
+/// "fixed_small" or "fixed_large".
 std::string to_string(Variance variance);
 
+/// How to sample: every field is a config key of the sampling group (ddpm-sample's options).
 struct SamplerConfig {
+  /// Which sampler (sampler).
   SamplerKind kind = SamplerKind::Ddpm;
   int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (dpm++2m)
   /// leading | trailing | linspace. Trailing (Lin et al. 2024, Table 2) starts every few-step
@@ -72,14 +78,19 @@ struct SamplerConfig {
   /// three give 0..T−1.
   Spacing spacing = Spacing::Trailing;
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
+  /// ddpm: the variance of the ancestral steps (variance).
   Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
   bool dynamic_threshold = false;      ///< Saharia et al. 2022 (takes precedence over clip_x0)
+  /// The quantile of |x̂₀| that dynamic thresholding clips to.
   double dynamic_threshold_percentile = 0.995;
   bool corrector = false;              ///< annealed Langevin corrector after each step
+  /// Langevin steps per corrector call.
   int64_t corrector_steps = 1;
   double corrector_snr = 0.16;         ///< Song et al. 2021's r
+  /// What the denoiser returns (ε, x₀ or v): the model's prediction type.
   Prediction prediction = Prediction::Epsilon;
+  /// The seed of the per-image noise streams (image k: (seed, k)).
   uint64_t seed = 0;
 
   void validate(int64_t T) const;  ///< throws std::invalid_argument naming the key
@@ -111,6 +122,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 /// rounded to float32. Self-contained, so a seed gives the same images with any LibTorch.
 class NoiseStream {
  public:
+  /// The streams of images first_index .. first_index + n − 1, each image of `image_shape`.
   NoiseStream(uint64_t seed, int64_t first_index, int64_t n, std::vector<int64_t> image_shape);
   /// The next N(0, I) draw of every image: float32 CPU [n, image_shape...].
   at::Tensor next();
