@@ -10,7 +10,8 @@ fi
 
 packages=(cmake g++ make ccache python3-venv pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
           libgloo-dev libopenblas0-pthread dataset-fashion-mnist
-          python3-torch iproute2)  # torchrun and ip netns: the data-parallel tests
+          python3-torch iproute2  # torchrun and ip netns: the data-parallel tests
+          doxygen)                # the API reference (cmake --build build --target docs) and its ctest
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,6 +1,6 @@
 // libddpm from another CMake project (find_package(ddpm) + ddpm::ddpm): train a tiny model
 // for a few steps, reload it from its run directory as ddpm-sample would, sample, save a grid.
-// This file is also the README's C++ example, and CTest's install_consumer test runs it.
+// This file is also docs/library.md's C++ example, and CTest's install_consumer test runs it.
 #include <ddpm/ddpm.hpp>
 
 #include <ATen/ATen.h>

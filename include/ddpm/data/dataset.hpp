@@ -21,6 +21,7 @@ struct DataConfig {
   std::string source;
   int64_t channels = 0;  ///< 0 = from the first readable image (IDX: 1); 1, 3 or 4 converts
   int64_t height = 0;    ///< 0 (both) = the first readable image's size (IDX: rows × cols)
+  /// Image width; 0 with height = 0: the first readable image's
   int64_t width = 0;
   bool hflip = false;    ///< random horizontal flip, p = 1/2
   static constexpr int64_t kMaxWorkers = 256;  ///< as the key table's bound
@@ -41,10 +42,13 @@ struct DataConfig {
 class Dataset {
  public:
   virtual ~Dataset() = default;
+  /// The number of images and their shape C × H × W.
+  ///@{
   virtual int64_t size() const = 0;
   virtual int64_t channels() const = 0;
   virtual int64_t height() const = 0;
   virtual int64_t width() const = 0;
+  ///@}
   /// uint8 [C,H,W], a fresh tensor the caller may modify. Throws std::out_of_range
   /// for a bad index, std::runtime_error naming the file if it cannot be read.
   virtual at::Tensor get(int64_t index) const = 0;
@@ -55,6 +59,7 @@ class Dataset {
 
   /// Class labels int64 [size()] in [0, num_classes()), undefined when the data has none.
   const at::Tensor& labels() const { return labels_; }
+  /// The number of classes of labels() (0 without labels).
   int64_t num_classes() const { return num_classes_; }
   /// Names of the classes (class folders), empty when only ids are known (IDX labels).
   const std::vector<std::string>& class_names() const { return class_names_; }
@@ -97,7 +102,9 @@ at::Tensor read_idx_labels(const std::string& path);
 /// Where the loader is: the epoch and the index, within that epoch's shuffled order,
 /// of the next sample to be drawn. Saved in checkpoints to resume exactly.
 struct LoaderState {
+  /// The epoch (each a fresh permutation of the dataset).
   int64_t epoch = 0;
+  /// The index within that epoch's order of the next sample.
   int64_t position = 0;
 };
 
@@ -105,6 +112,7 @@ struct LoaderState {
 /// [r·B/W, (r+1)·B/W) of every global batch of B). The stream of global batches, and so the
 /// loader state, does not depend on the slice.
 struct LoaderSlice {
+  /// The first image of each batch this process loads.
   int64_t begin = 0;
   int64_t count = 0;  ///< 0: the whole batch
 };
@@ -129,6 +137,8 @@ struct Batch {
 /// them. An error while building a batch is rethrown by next().
 class DataLoader {
  public:
+  /// Batches of `batch_size` from `dataset`, the stream seeded by `seed`, with `config`'s flips,
+  /// workers, prefetch; starting at `start` and loading only `slice` of every batch.
   DataLoader(std::shared_ptr<Dataset> dataset, int64_t batch_size, uint64_t seed, const DataConfig& config,
              LoaderState start = {}, LoaderSlice slice = {});
   ~DataLoader();
@@ -148,6 +158,7 @@ class DataLoader {
   LoaderSlice slice() const;     ///< count filled in
   /// Batches in one epoch under drop_last (0 when batches wrap: batch_size > size).
   int64_t batches_per_epoch() const;
+  /// The dataset the batches are drawn from.
   const Dataset& dataset() const;
 
  private:
@@ -158,6 +169,7 @@ class DataLoader {
 /// The loader's rules, exposed for tests and tools: the order of epoch `epoch`
 /// (a permutation of 0..n−1), and whether the sample at (epoch, position) is flipped.
 std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);
+/// Whether the sample at (epoch, position) is flipped (when hflip is on).
 bool flip_decision(uint64_t seed, int64_t epoch, int64_t position);
 
 }  // namespace ddpm

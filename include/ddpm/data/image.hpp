@@ -10,8 +10,11 @@ namespace ddpm {
 
 /// An 8-bit image, interleaved HWC.
 struct Image {
+  /// Width, height, channel count, and the pixels (rows top to bottom, channels interleaved).
+  ///@{
   int width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;
+  ///@}
 };
 
 /// Images with more pixels than this are refused from their header, before decoding.

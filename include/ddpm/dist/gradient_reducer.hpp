@@ -17,17 +17,22 @@
 
 namespace ddpm::dist {
 
+/// Timing of the gradient all-reduces, for the log: how much of it backward hid.
 struct ReducerStats {
   /// From the first bucket's launch to the end of the last all-reduce, summed over steps:
   /// the window in which gradients were on the wire.
   double window_seconds = 0;
   /// The part of that window finish() spent waiting after backward: not hidden.
   double wait_seconds = 0;
+  /// Synced steps counted.
   int64_t steps = 0;
   /// Fraction of the all-reduce window hidden behind backward: 1 − wait / window.
   double hidden_fraction() const { return window_seconds > 0 ? 1.0 - wait_seconds / window_seconds : 0.0; }
 };
 
+/// Sums the gradients of all ranks in flat buckets (reverse parameter order, a small first
+/// bucket), each all-reduce started from autograd hooks as soon as its bucket is complete, so
+/// the communication overlaps backward.
 class GradientReducer {
  public:
   /// `params` in registration order; every one must get a gradient in each synced backward.
@@ -46,6 +51,7 @@ class GradientReducer {
   /// Copies rank 0's parameter values to every rank (initial weights).
   void broadcast_parameters();
 
+  /// The number of buckets the parameters were packed into.
   int64_t bucket_count() const;
   /// Totals since construction.
   const ReducerStats& stats() const;

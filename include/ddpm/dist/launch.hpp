@@ -11,22 +11,33 @@
 
 namespace ddpm::dist {
 
+/// What started this process: a plain process, torchrun, or SLURM (srun).
 enum class Launcher { Single, Torchrun, Slurm };
+/// "single", "torchrun" or "slurm".
 std::string to_string(Launcher launcher);
 
+/// This process's place in a data-parallel job, as the launcher's environment describes it.
 struct LaunchInfo {
+  /// Who launched the job.
   Launcher launcher = Launcher::Single;
+  /// This process's rank in [0, world_size) (RANK, SLURM_PROCID).
   int64_t rank = 0;
+  /// The number of ranks (WORLD_SIZE, SLURM_NTASKS).
   int64_t world_size = 1;
+  /// The rank on this machine (LOCAL_RANK, SLURM_LOCALID).
   int64_t local_rank = 0;
+  /// The number of ranks on this machine (LOCAL_WORLD_SIZE).
   int64_t local_world_size = 1;
+  /// The rendezvous host (MASTER_ADDR, or the first host of SLURM_JOB_NODELIST).
   std::string master_addr = "127.0.0.1";
+  /// The rendezvous port (MASTER_PORT, or derived from SLURM_JOB_ID).
   int master_port = 29500;
   int64_t restart_count = 0;  ///< TORCHELASTIC_RESTART_COUNT: > 0 after an elastic restart
   /// TORCHELASTIC_USE_AGENT_STORE: the elastic agent already serves the TCPStore at
   /// MASTER_ADDR:MASTER_PORT, so every rank, rank 0 too, connects to it as a client.
   bool agent_store = false;
 
+  /// Whether there is more than one rank.
   bool distributed() const { return world_size > 1; }
 };
 

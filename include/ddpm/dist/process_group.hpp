@@ -20,6 +20,8 @@ class Pending {
   virtual void wait() = 0;
 };
 
+/// The ranks of a data-parallel job, joined through c10d: a TCPStore rendezvous and Gloo
+/// collectives on CPU tensors, with a heartbeat per rank so a lost rank is named.
 class ProcessGroup {
  public:
   /// World size 1: no sockets; every collective is the identity.
@@ -31,10 +33,15 @@ class ProcessGroup {
   /// rather than a silent end of this process (as Python does for torch.distributed).
   ProcessGroup(const LaunchInfo& info, std::chrono::milliseconds timeout);
   ~ProcessGroup();
+  /// Movable, not copyable.
+  ///@{
   ProcessGroup(ProcessGroup&&) noexcept;
   ProcessGroup& operator=(ProcessGroup&&) noexcept;
+  ///@}
 
+  /// This process's rank.
   int64_t rank() const { return rank_; }
+  /// The number of ranks.
   int64_t world_size() const { return world_size_; }
 
   /// Sum over the ranks, in place. Throws std::runtime_error when a rank is lost.
@@ -43,6 +50,7 @@ class ProcessGroup {
   std::unique_ptr<Pending> all_reduce_sum_async(at::Tensor& tensor);
   /// Copies `root`'s tensor into every rank's, in place.
   void broadcast(at::Tensor& tensor, int64_t root = 0);
+  /// Returns when every rank has reached it. Throws std::runtime_error when a rank is lost.
   void barrier();
   /// True on every rank when `flag` is true on any of them (stop requests, non-finite
   /// losses, end of training: decisions no rank may take alone, or it would hang the others).

@@ -22,20 +22,31 @@
 
 namespace ddpm::eval {
 
+/// The classifier's shape (see the layers above).
 struct ClassifierConfig {
+  /// The input images' channels, height and width.
+  ///@{
   int64_t channels = 1, height = 28, width = 28;
+  ///@}
+  /// The number of classes (the last layer's outputs).
   int64_t classes = 10;
+  /// The two convolutions' widths w₁, w₂ and the feature dimension (the penultimate layer).
+  ///@{
   int64_t width1 = 16, width2 = 32, hidden = 128;
+  ///@}
   void validate() const;  ///< throws std::invalid_argument
 };
 
+/// The small CNN described above (TORCH_MODULE: Classifier).
 class ClassifierImpl : public torch::nn::Module {
  public:
+  /// Builds the layers for `config`, freshly initialised.
   explicit ClassifierImpl(const ClassifierConfig& config);
   /// x: float [N, C, H, W] in [−1, 1] → logits [N, classes].
   at::Tensor forward(const at::Tensor& x);
   /// The penultimate activations [N, hidden] (after the ReLU).
   at::Tensor features(const at::Tensor& x);
+  /// The shape it was built with.
   const ClassifierConfig& config() const { return config_; }
 
  private:
@@ -45,17 +56,27 @@ class ClassifierImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Classifier);
 
+/// How fit_classifier trains.
 struct FitOptions {
+  /// Passes over the training images.
   int64_t epochs = 2;
+  /// Images per Adam step.
   int64_t batch_size = 128;
   double lr = 2e-3;  ///< Adam
+  /// Initialisation and shuffling seed.
   uint64_t seed = 0;
 };
 
+/// What fit_classifier measured.
 struct FitReport {
+  /// Fraction of the test images classified right.
   double test_accuracy = 0;
   double final_train_loss = 0;  ///< mean cross-entropy over the last epoch
+  /// Images trained on and tested on.
+  ///@{
   int64_t train_count = 0, test_count = 0;
+  ///@}
+  /// Wall-clock time of the fit.
   double seconds = 0;
 };
 

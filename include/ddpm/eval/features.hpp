@@ -13,6 +13,8 @@
 
 namespace ddpm::eval {
 
+/// A network that maps images to feature vectors, the space FID, KID and precision/recall
+/// are measured in (the fitted classifier or a TorchScript module).
 class FeatureNetwork {
  public:
   virtual ~FeatureNetwork() = default;
@@ -32,9 +34,12 @@ enum class ScriptInput {
   Signed,  ///< float32 in [−1, 1]
 };
 ScriptInput parse_script_input(const std::string& text);  ///< "uint8" | "unit" | "signed"
+/// "uint8", "unit" or "signed".
 std::string to_string(ScriptInput input);
 
+/// How images are given to a TorchScript feature module.
 struct ScriptOptions {
+  /// The value range the module expects.
   ScriptInput input = ScriptInput::Uint8;
   bool rgb = true;     ///< repeat 1-channel images to 3 channels (as StyleGAN2-ADA/EDM do)
   int64_t resize = 0;  ///< > 0: bilinear resize to resize × resize before the call

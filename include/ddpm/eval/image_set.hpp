@@ -15,13 +15,18 @@
 
 namespace ddpm::eval {
 
+/// A set of images to measure (a folder, an IDX file, a grid PNG, or samples drawn from a
+/// checkpoint), read in batches.
 class ImageSet {
  public:
   virtual ~ImageSet() = default;
+  /// The number of images and their shape C × H × W.
+  ///@{
   virtual int64_t size() const = 0;
   virtual int64_t channels() const = 0;
   virtual int64_t height() const = 0;
   virtual int64_t width() const = 0;
+  ///@}
   /// uint8 [count, C, H, W]: images start .. start + count − 1.
   virtual at::Tensor batch(int64_t start, int64_t count) = 0;
   /// One line, e.g. "IDX 't10k-images-idx3-ubyte.gz': 10000 images, 1×28×28".
@@ -31,8 +36,10 @@ class ImageSet {
 /// How a PNG grid is laid out: torchvision's make_grid (what ddpm-sample and the trainer's
 /// grids write): `cols` images per row (nrow), `padding` pixels between and around them.
 struct GridLayout {
+  /// Images per row (nrow).
   int64_t cols = 8;
   int64_t rows = 0;     ///< 0 = from the height, assuming square cells
+  /// Pixels between and around the images.
   int64_t padding = 2;
   int64_t count = 0;    ///< 0 = every cell (rows · cols); fewer when the last row is partial
 };

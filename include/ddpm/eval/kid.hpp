@@ -14,15 +14,24 @@
 
 namespace ddpm::eval {
 
+/// How KID draws its subsets.
 struct KidOptions {
+  /// The number of random subsets averaged over.
   int64_t subsets = 100;
   int64_t subset_size = 1000;  ///< capped by the smaller set's size
   uint64_t seed = 0;           ///< which subsets are drawn (without replacement, per set)
 };
 
+/// KID, the unbiased MMD² with the cubic kernel, over random subsets.
 struct KidResult {
+  /// The mean and the standard deviation (ddof 0) of the per-subset MMD².
+  ///@{
   double mean = 0, std = 0;
+  ///@}
+  /// The number of subsets and their size, as actually used.
+  ///@{
   int64_t subsets = 0, subset_size = 0;  ///< what was actually used
+  ///@}
 };
 
 /// x: [N, D], y: [M, D] features (any floating type; computed in float64).

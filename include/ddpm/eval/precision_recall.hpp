@@ -11,8 +11,13 @@
 
 namespace ddpm::eval {
 
+/// Improved precision and recall (Kynkäänniemi et al. 2019) with k-nearest-neighbour radii.
 struct PrecisionRecall {
+  /// Precision: the fraction of fakes inside the real manifold; recall: of reals inside the fake one.
+  ///@{
   double precision = 0, recall = 0;
+  ///@}
+  /// The neighbour whose distance is each point's radius.
   int64_t k = 0;
 };
 

@@ -21,8 +21,10 @@ struct FeatureStats {
   at::Tensor mu;     ///< float64 [D]
   at::Tensor sigma;  ///< float64 [D, D]
   int64_t count = 0;  ///< images the statistics were computed from (0 = unknown)
+  /// The feature network's description ("" when unknown).
   std::string features;
 
+  /// D, the feature dimension.
   int64_t dim() const;
   /// Throws std::invalid_argument (`what` names the source) unless mu is [D], sigma [D, D],
   /// D >= 1, both float64 and finite.
@@ -34,10 +36,13 @@ struct FeatureStats {
 /// do not cancel the variance as Σxxᵀ/n − μμᵀ would).
 class StatsAccumulator {
  public:
+  /// An empty accumulator for `dim`-dimensional features.
   explicit StatsAccumulator(int64_t dim);
   /// features: [N, D], any floating type, any device (copied to float64 CPU).
   void add(const at::Tensor& features);
+  /// Features added so far.
   int64_t count() const { return count_; }
+  /// D, the feature dimension.
   int64_t dim() const { return dim_; }
   /// Throws std::invalid_argument if fewer than 2 samples were added.
   FeatureStats finish(std::string features = "") const;

@@ -9,11 +9,15 @@
 
 namespace ddpm::interop {
 
+/// The format of a model to convert: detected, the DDPM authors' original layout, a diffusers
+/// folder, or a libddpm checkpoint.
 enum class SourceFormat { Auto, Original, Diffusers, Libddpm };
 /// "auto" | "original" | "diffusers" | "libddpm"; throws std::invalid_argument naming --from.
 SourceFormat parse_source_format(const std::string& text);
+/// "auto", "original", "diffusers" or "libddpm".
 const char* to_string(SourceFormat f);
 
+/// How load_source reads its source (ddpm-convert's options).
 struct ConvertOptions {
   SourceFormat from = SourceFormat::Auto;  ///< Auto: a folder is diffusers, a libddpm checkpoint is one, else original
   int64_t image_size = 0;                  ///< original layout: 0 = by level count (4 → 32, 6 → 256)

@@ -26,10 +26,14 @@ Config diffusers_config(const json::Value& unet, const json::Value* scheduler, c
 /// naming the key for what diffusers cannot express (avgpool resampling, several heads whose
 /// width differs between levels, a schedule without closed form is written as trained_betas).
 json::Value diffusers_unet_json(const Config& config);
+/// The scheduler_config.json (DDPMScheduler) for `config`; errors as diffusers_unet_json.
 json::Value diffusers_scheduler_json(const Config& config);
 
+/// A model read from a foreign format: its libddpm config and the network (CPU, eval mode).
 struct Imported {
+  /// The run config the model corresponds to (model, schedule, sampler defaults).
   Config config;
+  /// The network with the imported weights.
   UNet model{nullptr};
 };
 /// Reads a diffusers folder (a UNet2DModel folder, or a pipeline folder with unet/).

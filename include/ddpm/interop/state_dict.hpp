@@ -12,6 +12,7 @@
 
 namespace ddpm::interop {
 
+/// Tensors by parameter name, as PyTorch's state_dict().
 using StateDict = std::map<std::string, at::Tensor>;
 
 /// Reads a .safetensors file (by its extension) or a torch.save file (.bin, .pt, .ckpt, ...).
@@ -38,6 +39,8 @@ struct OurName {
   int64_t index = -1;     ///< block index (mid: 0 or 1 for res)
   std::string rest;       ///< after the module: "conv1.weight", "weight", ...
 };
+/// Splits a libddpm parameter name into its parts. Throws std::invalid_argument for a name not
+/// of that form.
 OurName split_name(const std::string& ours);
 
 }  // namespace ddpm::interop

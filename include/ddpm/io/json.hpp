@@ -11,38 +11,54 @@
 
 namespace ddpm::json {
 
+/// The JSON value types (RFC 8259).
 enum class Type { Null, Bool, Number, String, Array, Object };
 
+/// A JSON value: built with the static constructors, read with the accessors.
 class Value {
  public:
   Value() = default;  ///< null
+  /// A value of the named type.
+  ///@{
   static Value boolean(bool b);
+  ///@}
   static Value number(double x);   ///< shortest text that reads back exactly
+  /// A value of the named type (integer: written without fraction; object: members in order).
+  ///@{
   static Value integer(int64_t x);
   static Value string(std::string s);
   static Value array(std::vector<Value> items = {});
   static Value object(std::vector<std::pair<std::string, Value>> members = {});
+  ///@}
 
+  /// The value's type, and tests for each.
+  ///@{
   Type type() const { return type_; }
   bool is_null() const { return type_ == Type::Null; }
   bool is_number() const { return type_ == Type::Number; }
   bool is_string() const { return type_ == Type::String; }
   bool is_array() const { return type_ == Type::Array; }
   bool is_object() const { return type_ == Type::Object; }
+  ///@}
   /// Accessors throw std::invalid_argument ("expected a string", ...) on the wrong type.
   bool as_bool() const;
+  /// A number's value as a double.
   double as_double() const;
   /// An integer written without fraction or exponent, in int64 range.
   int64_t as_int64() const;
+  /// A string's value.
   const std::string& as_string() const;
   /// A number's literal text (as read, or as number()/integer() wrote it).
   const std::string& number_text() const;
+  /// An array's elements.
   const std::vector<Value>& items() const;
+  /// An object's members, in order.
   const std::vector<std::pair<std::string, Value>>& members() const;
   /// The member named `key`, or nullptr (also when this is not an object).
   const Value* find(std::string_view key) const;
   /// Appends a member to an object (no duplicate check: the writer's caller owns the keys).
   Value& set(std::string key, Value v);
+  /// Appends an element to an array.
   Value& push(Value v);
 
  private:
@@ -54,6 +70,7 @@ class Value {
   std::vector<std::pair<std::string, Value>> members_;
 };
 
+/// Bounds on what the parser accepts (untrusted input).
 struct Limits {
   size_t max_depth = 64;             ///< arrays/objects nested deeper are an error
   size_t max_bytes = 100u << 20;     ///< longer texts are refused before parsing

@@ -15,8 +15,10 @@
 
 namespace ddpm::safetensors {
 
+/// The largest JSON header accepted (100 MiB): a larger one is refused before it is read.
 inline constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
+/// A safetensors file's tensors and its string metadata.
 struct Contents {
   std::map<std::string, at::Tensor> tensors;        ///< CPU, contiguous, in the file's dtype
   std::map<std::string, std::string> metadata;      ///< "__metadata__" (string values only)

@@ -17,13 +17,19 @@ struct ParseError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// A TOML value: a scalar, an array, or a table (the document itself is one).
 struct Value {
+  /// The kind of value; it says which member below holds it.
   enum class Kind { String, Integer, Float, Boolean, Array, Table };
+  /// This value's kind.
   Kind kind = Kind::Table;
+  /// The value of a String, Integer, Float or Boolean.
+  ///@{
   std::string string;
   int64_t integer = 0;
   double floating = 0.0;
   bool boolean = false;
+  ///@}
   std::vector<Value> array;                           ///< Array (and arrays of tables)
   std::vector<std::pair<std::string, Value>> table;   ///< Table, in file order
   int line = 0;                                       ///< where the value (or table) was defined

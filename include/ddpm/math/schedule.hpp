@@ -36,17 +36,25 @@ struct ScheduleConfig {
 /// stored as float32 tensors of shape [T] on `device()`. Holds no weights.
 class NoiseSchedule {
  public:
+  /// Computes the tables of `config` (validated; std::invalid_argument naming the parameter)
+  /// and puts the float32 ones on `device`.
   explicit NoiseSchedule(const ScheduleConfig& config, c10::Device device = c10::kCPU);
 
+  /// The config it was computed from.
   const ScheduleConfig& config() const { return config_; }
+  /// T, the number of timesteps.
   int64_t num_timesteps() const { return config_.timesteps; }
+  /// Where the float32 tables are.
   c10::Device device() const { return device_; }
   /// The same schedule on another device.
   NoiseSchedule to(c10::Device device) const;
 
   /// float64 CPU tables, exact (for tests, samplers' respacing and printing).
+  /// β, ᾱ, β̃, the posterior mean's coefficients and λ, each float64 [T] on the CPU.
+  ///@{
   at::Tensor beta64, alpha_bar64, posterior_variance64, posterior_mean_coef_x064, posterior_mean_coef_xt64,
       logsnr64;
+  ///@}
 
   // float32 tables on device(), each [T].
   at::Tensor beta;                      ///< β_i
@@ -71,6 +79,7 @@ class NoiseSchedule {
   c10::Device device_ = c10::kCPU;
 };
 
+<<<<<<< HEAD
 /// Where a sampler places its steps. The first three pick integer timesteps (Nichol & Dhariwal
 /// 2021; diffusers' timestep_spacing names); the last two place noise levels σ = √((1−ᾱ)/ᾱ)
 /// between σ_max = σ(T−1) and σ_min = σ(0), reached at fractional timesteps (SigmaTable):
@@ -79,6 +88,12 @@ class NoiseSchedule {
 enum class Spacing { Leading, Trailing, Linspace, Karras, LogSnr };
 /// "leading" | "trailing" | "linspace" | "karras" | "logsnr"
 Spacing parse_spacing(const std::string& text);
+=======
+/// Timestep subsets for fast samplers (Nichol & Dhariwal 2021; diffusers' spacing names).
+enum class Spacing { Leading, Trailing, Linspace };
+Spacing parse_spacing(const std::string& text);  ///< "leading" | "trailing" | "linspace"
+/// "leading", "trailing" or "linspace".
+>>>>>>> docs
 std::string to_string(Spacing spacing);
 /// The canonical names, in enum order (the config key's choices).
 const std::vector<std::string>& spacing_names();
@@ -118,6 +133,7 @@ struct PosteriorStep {
   double coef_xt;   ///< (1 − ᾱ_{i−1}) √(1 − β_i) / (1 − ᾱ_i)
   double variance;  ///< β̃_i = β_i (1 − ᾱ_{i−1}) / (1 − ᾱ_i)
 };
+/// The posterior coefficients of one step, as described above.
 PosteriorStep posterior_step(double beta, double alpha_bar_prev, double one_minus_alpha_bar,
                              double one_minus_alpha_bar_prev);
 

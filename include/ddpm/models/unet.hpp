@@ -30,14 +30,20 @@ namespace ddpm {
 ///               diffusers with flip_sin_to_cos = false;  CosSin: [cos | sin] (diffusers' flip = true).
 enum class TimeEmbedding { Interleaved, SinCos, CosSin };
 /// "interleaved" | "sin-cos" | "cos-sin"; parse throws std::invalid_argument naming time-embedding.
+/// The names of the embeddings, and back.
+///@{
 const char* to_string(TimeEmbedding e);
 TimeEmbedding parse_time_embedding(const std::string& text);
+///@}
 
+/// The U-Net's architecture: every field is a config key (the model group of ddpm-train).
 struct UNetConfig {
   int64_t image_channels = 3;     ///< 1, 3 or 4
   int64_t image_height = 32;      ///< each divisible by 2^(levels−1)
+  /// as image_height
   int64_t image_width = 32;
   bool learned_variance = false;  ///< output 2 × image_channels (ε and the variance interpolation)
+  /// Channels of level 0 (ch); level l has base_channels × channel_mult[l].
   int64_t base_channels = 128;
   std::vector<int64_t> channel_mult{1, 2, 2, 2};  ///< one entry per level
   int64_t num_res_blocks = 2;                     ///< per level
@@ -61,9 +67,13 @@ struct UNetConfig {
   /// empty: the classes are known by id only.
   std::vector<std::string> class_names;
 
+  /// The number of resolution levels.
   int64_t levels() const { return static_cast<int64_t>(channel_mult.size()); }
+  /// Output channels: image_channels, doubled with learned_variance.
   int64_t out_channels() const { return learned_variance ? 2 * image_channels : image_channels; }
+  /// Width of the time embedding after its MLP: 4 × base_channels.
   int64_t time_embed_dim() const { return 4 * base_channels; }
+  /// Whether the network is class-conditional.
   bool conditional() const { return num_classes > 0; }
   /// Throws std::invalid_argument naming the offending key (including a size that
   /// does not divide by 2^(levels−1), naming the size and the divisor).
@@ -74,7 +84,10 @@ struct UNetConfig {
 
 /// The feature map of one level on the down path (before its downsample), per image.
 struct LevelInfo {
+  /// Its feature map's shape C × H × W.
+  ///@{
   int64_t channels, height, width;
+  ///@}
   bool attention;  ///< self-attention blocks at this level
 };
 /// One entry per level, from the full-resolution level 0 down. Validates the config.
@@ -94,13 +107,14 @@ class UpsampleImpl;
 /// The label of "no class" (unconditional evaluation of a class-conditional network).
 inline constexpr int64_t kNoClass = -1;
 
-/// Parameter names follow the structure: temb_0, temb_1, class_embedding (conditional only), conv_in, down_<level>_res_<i>,
-/// down_<level>_attn_<i>, down_<level>_downsample, mid_res_0, mid_attn, mid_res_1,
-/// up_<level>_res_<i>, up_<level>_attn_<i>, up_<level>_upsample, norm_out, conv_out;
+/// Parameter names follow the structure: temb_0, temb_1, class_embedding (conditional only), conv_in, `down_<level>_res_<i>`,
+/// `down_<level>_attn_<i>`, `down_<level>_downsample`, mid_res_0, mid_attn, mid_res_1,
+/// `up_<level>_res_<i>`, `up_<level>_attn_<i>`, `up_<level>_upsample`, norm_out, conv_out;
 /// inside: conv1/conv2/norm1/norm2/temb_proj/shortcut, norm/q/k/v/proj_out, .weight/.bias.
 /// Cloneable, so `model->clone()` gives an independent copy (e.g. for EMA weights).
 class UNetImpl : public torch::nn::Cloneable<UNetImpl> {
  public:
+  /// Builds the network of `config` (validated; std::invalid_argument naming the key).
   explicit UNetImpl(const UNetConfig& config);
   /// x: [B, C, H, W] float; t: int64 or float [B] (timestep indices; a single
   /// element is broadcast over the batch). Returns [B, out_channels, H, W]
@@ -111,6 +125,7 @@ class UNetImpl : public torch::nn::Cloneable<UNetImpl> {
   /// [0, num_classes), or kNoClass for the unconditional output. An unconditional network
   /// accepts only kNoClass (std::invalid_argument otherwise); an undefined tensor = kNoClass.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels);
+  /// The architecture it was built with.
   const UNetConfig& config() const { return config_; }
   /// Re-creates every layer with the original initialisation (Cloneable's contract).
   void reset() override;

@@ -63,16 +63,19 @@ struct Steering {
   /// multiple of jump_length, x is noised back up jump_length kept steps (q(x_{t'} | x_t)) and
   /// those steps are sampled again, resample − 1 times. 0 or resample 1: no jumps.
   int64_t jump_length = 0;
+  /// RePaint: how many times each jump's steps are sampled (1: once, no jumps).
   int64_t resample = 1;
   /// [n, C, H, W] the x_T to start from (diffusers' `latents`), when strength = 1; undefined:
   /// drawn from the per-image streams (then the first draw of each image).
   at::Tensor x_T;
 };
 
+/// The sampling loop's stepper (`--sampler`; the list is in docs/sampling.md).
 enum class SamplerKind { Ddpm, Ddim, DpmSolver2M, DpmSolver3M, DpmSolver2MSde, UniPC, Heun, Euler, EulerAncestral, IPndm };
 /// "ddpm" | "ddim" | "dpm++2m" | "dpm++3m" | "dpm++2m-sde" | "unipc" | "heun" | "euler" | "euler-a" | "ipndm"
 /// (k-diffusion's names are accepted too: dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, euler_ancestral).
 SamplerKind parse_sampler_kind(const std::string& text);
+/// The sampler's name as the tools spell it (e.g. "ddim").
 std::string to_string(SamplerKind kind);
 /// The canonical names, in enum order.
 const std::vector<std::string>& sampler_names();
@@ -83,9 +86,12 @@ int64_t sampler_nfe(SamplerKind kind, int64_t steps);
 /// Variance of the ancestral steps: β̃ (the posterior's) or β (Ho et al. 2020 §3.2).
 enum class Variance { FixedSmall, FixedLarge };
 Variance parse_variance(const std::string& text);  ///< "fixed_small" | "fixed_large" (or with '-')
+/// "fixed_small" or "fixed_large".
 std::string to_string(Variance variance);
 
+/// How to sample: every field is a config key of the sampling group (ddpm-sample's options).
 struct SamplerConfig {
+  /// Which sampler (sampler).
   SamplerKind kind = SamplerKind::Ddpm;
   int64_t steps = 0;                   ///< 0 = all T steps (ddpm), 50 (ddim), 20 (the others)
   /// leading | trailing | linspace | karras | logsnr. Trailing (Lin et al. 2024, Table 2) starts
@@ -96,16 +102,24 @@ struct SamplerConfig {
   int64_t order = 0;                   ///< unipc: solver order 1–3 (0: 3); ipndm: 1–4 (0: 4)
   /// Heun's stochastic churn (Karras et al. 2022 Algorithm 2): γ = min(S_churn/N, √2 − 1) where
   /// σ ∈ [S_tmin, S_tmax], noise scaled by S_noise. S_churn = 0 is Algorithm 1 (deterministic).
-  double s_churn = 0.0, s_tmin = 0.0, s_tmax = 1e30, s_noise = 1.0;
+  double s_churn = 0.0;
+  double s_tmin = 0.0;   ///< heun: churn only where σ ≥ S_tmin
+  double s_tmax = 1e30;  ///< heun: churn only where σ ≤ S_tmax
+  double s_noise = 1.0;  ///< heun: scale of the churn's noise
   double eta = 0.0;                    ///< DDIM η in [0, 1] (0 = deterministic)
+  /// ddpm: the variance of the ancestral steps (variance).
   Variance variance = Variance::FixedSmall;
   bool clip_x0 = false;                ///< clip x̂₀ to [−1, 1]
   bool dynamic_threshold = false;      ///< Saharia et al. 2022 (takes precedence over clip_x0)
+  /// The quantile of |x̂₀| that dynamic thresholding clips to.
   double dynamic_threshold_percentile = 0.995;
   bool corrector = false;              ///< annealed Langevin corrector after each step
+  /// Langevin steps per corrector call.
   int64_t corrector_steps = 1;
   double corrector_snr = 0.16;         ///< Song et al. 2021's r
+  /// What the denoiser returns (ε, x₀ or v): the model's prediction type.
   Prediction prediction = Prediction::Epsilon;
+  /// The seed of the per-image noise streams (image k: (seed, k)).
   uint64_t seed = 0;
 
   void validate(int64_t T) const;  ///< throws std::invalid_argument naming the key
@@ -139,6 +153,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser, const
 /// rounded to float32. Self-contained, so a seed gives the same images with any LibTorch.
 class NoiseStream {
  public:
+  /// The streams of images first_index .. first_index + n − 1, each image of `image_shape`.
   NoiseStream(uint64_t seed, int64_t first_index, int64_t n, std::vector<int64_t> image_shape);
   /// The next N(0, I) draw of every image: float32 CPU [n, image_shape...].
   at::Tensor next();

@@ -39,17 +39,24 @@ class InputArchive;
 
 namespace ddpm {
 
+/// The checkpoint format this library writes and reads (other versions are refused).
 inline constexpr int64_t kCheckpointFormatVersion = 1;
 
 /// What save_checkpoint writes. Null members are left out.
 struct CheckpointContents {
+  /// The resolved run config as TOML.
   std::string config_toml;
+  /// Optimizer steps done.
   int64_t step = 0;
   const torch::nn::Module* model = nullptr;  ///< required
+  /// The EMA weights (optional).
   const torch::nn::Module* ema = nullptr;
+  /// EMA updates applied (its warm-up depends on it).
   int64_t ema_updates = 0;
+  /// The optimizer state (optional: sampling-only files have none).
   const torch::optim::Optimizer* optimizer = nullptr;
   std::map<std::string, at::Tensor> rng;  ///< generator states by name
+  /// The data loader's position.
   LoaderState data_state;
 };
 
@@ -68,14 +75,14 @@ void save_checkpoint(const std::string& path, const CheckpointContents& contents
 /// "<run_dir>/checkpoints/ckpt-<step, 8 digits>.pt"
 std::string checkpoint_path(const std::string& run_dir, int64_t step);
 /// The checkpoint with the highest step in run_dir/checkpoints ("" if none). Only names
-/// ckpt-<digits>.pt count: temporary files of an interrupted save are ignored.
+/// `ckpt-<digits>.pt` count: temporary files of an interrupted save are ignored.
 std::string latest_checkpoint(const std::string& run_dir);
 /// All checkpoints of a run, by ascending step.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 /// Deletes all but the `keep_last` newest checkpoints (keep_last <= 0: keeps all),
 /// and stale temporary files of interrupted saves. Call it only after the newest is durable.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
-/// Moves the checkpoints of steps after `step` into run_dir/checkpoints/abandoned-<UTC time>/
+/// Moves the checkpoints of steps after `step` into `run_dir/checkpoints/abandoned-<UTC time>/`
 /// (a run resumed from an older checkpoint must not mix them with its own). Returns that
 /// directory, or "" when there were none.
 std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step);
@@ -89,22 +96,34 @@ class CheckpointReader {
   /// Tensors are loaded onto `device`.
   explicit CheckpointReader(const std::string& path, c10::Device device = c10::kCPU);
   ~CheckpointReader();
+  /// Movable.
   CheckpointReader(CheckpointReader&&) noexcept;
 
+  /// The checkpoint file read (a run directory resolved to its latest).
   const std::string& path() const { return path_; }
+  /// The file's format version.
   int64_t format_version() const { return format_version_; }
+  /// Optimizer steps done when it was saved.
   int64_t step() const { return step_; }
+  /// The run config as TOML.
   const std::string& config_toml() const { return config_toml_; }
   Config config() const;  ///< config_from_toml(config_toml())
 
+  /// Copies the saved weights into `model` (std::invalid_argument when they do not fit).
   void load_model(torch::nn::Module& model) const;
+  /// Whether the file holds EMA weights.
   bool has_ema() const;
+  /// Copies the EMA weights into `shadow`.
   void load_ema(torch::nn::Module& shadow) const;
+  /// EMA updates applied when it was saved.
   int64_t ema_updates() const;
+  /// Whether the file holds optimizer state.
   bool has_optimizer() const;
+  /// Restores the optimizer state into `optimizer`.
   void load_optimizer(torch::optim::Optimizer& optimizer) const;
   /// The generator state saved under `name` (undefined tensor if absent), on the CPU.
   at::Tensor rng_state(const std::string& name) const;
+  /// The data loader's saved position.
   LoaderState data_state() const;
 
  private:
@@ -118,9 +137,13 @@ class CheckpointReader {
 /// A trained network ready to sample from: the config, the U-Net (eval mode, on `device`,
 /// EMA weights when asked and present), and the noise schedule on `device`.
 struct LoadedModel {
+  /// The run config the checkpoint holds.
   Config config;
+  /// The network, in eval mode.
   UNet model;
+  /// The noise schedule of the config.
   NoiseSchedule schedule;
+  /// Optimizer steps the weights were trained for.
   int64_t step;
   bool ema;  ///< whether the EMA weights were loaded
   std::string path;  ///< the checkpoint file read

@@ -23,6 +23,7 @@ namespace ddpm {
 /// at the last step (Loshchilov & Hutter 2017), which helps short runs most.
 enum class LrSchedule { Constant, Cosine };
 LrSchedule parse_lr_schedule(const std::string& text);  ///< "constant" | "cosine"
+/// "constant" or "cosine".
 std::string to_string(LrSchedule s);
 
 /// Optimisation and bookkeeping. Keys in parentheses.
@@ -67,19 +68,27 @@ struct TrainConfig {
   /// Guide those samples only where σ is in (low, high] (eval-guidance-interval "LOW,HIGH";
   /// the default, 0 and ∞, guides every step), as ddpm-eval's --guidance-interval.
   double eval_guidance_sigma_low = 0.0;
+  /// the interval's upper end (∞: none)
   double eval_guidance_sigma_high = std::numeric_limits<double>::infinity();
   std::string eval_features;    ///< a ddpm-eval classifier or a TorchScript file (eval-features)
   std::string eval_ref;         ///< a statistics .npz, or images: a folder or idx:FILE (eval-ref)
 
+  /// The EMA settings of this config (ema-decay, ema-warmup, ema-power).
   EmaOptions ema_options() const;
   /// Throws std::invalid_argument naming the key.
   void validate() const;
 };
 
+/// A run's whole configuration: what config.toml and a checkpoint hold; every field is a
+/// config key and a ddpm-train option.
 struct Config {
+  /// The network ([model]).
   UNetConfig model;
+  /// The noise schedule ([schedule]).
   ScheduleConfig schedule;
+  /// The training data ([data]).
   DataConfig data;
+  /// Optimisation and bookkeeping ([training]).
   TrainConfig train;
   SamplerConfig sample;  ///< the sampler for the sample grids; its prediction follows train.prediction
   std::string image_size;  ///< "N" or "HxW" (image-size); "" = the data's size

@@ -11,6 +11,7 @@
 
 namespace ddpm {
 
+/// The value type of a config key.
 enum class KeyType {
   Integer,        ///< int64, within [min, max]
   Unsigned,       ///< uint64 (seeds): no sign, no wrap-around
@@ -25,14 +26,23 @@ enum class KeyType {
 /// Which part of Config a key lives in (the tools bind one area at a time, e.g. the sampler's).
 enum class KeyArea { Top, Model, Schedule, Data, Train, Sample };
 
+/// One configuration key: its name, type, bounds, help, and how to read and write it in a
+/// Config. The TOML reader/writer and the command-line options are generated from the table.
 struct ConfigKey {
   std::string name;   ///< TOML key and long option without "--"
+  /// The part of Config it lives in.
   KeyArea area;
   std::string group;  ///< help section: Data, Model, Schedule, Training, Sampling
+  /// Its value type.
   KeyType type;
+  /// One line for --help.
   std::string help;
   std::vector<std::string> choices;  ///< Choice: the canonical values
+  /// Integer/Float bounds (inclusive), when bounded.
+  ///@{
   double min = 0, max = 0;           ///< Integer/Float bounds (inclusive), when bounded
+  ///@}
+  /// Whether min and max apply.
   bool bounded = false;
   /// May change when a run is resumed (steps, logging, saving, sample grids, workers, ...).
   bool operational = false;

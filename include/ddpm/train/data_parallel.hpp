@@ -17,6 +17,7 @@
 
 namespace ddpm {
 
+/// Joins a Trainer to a dist::ProcessGroup (see the example above).
 class DataParallel {
  public:
   /// `group` must outlive this object and the trainer.
@@ -32,6 +33,7 @@ class DataParallel {
   void attach(Trainer& trainer);
   /// All-reduce timings so far (the hidden fraction: how much of it overlapped backward).
   dist::ReducerStats stats() const;
+  /// The number of gradient buckets (0 before attach()).
   int64_t bucket_count() const;
 
  private:

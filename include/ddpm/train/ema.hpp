@@ -19,14 +19,20 @@ namespace ddpm {
 /// The first update under rational uses 0.1 and under power 0, so a young average follows the weights.
 enum class EmaWarmup { None, Rational, Power };
 EmaWarmup parse_ema_warmup(const std::string& text);  ///< "none" | "rational" | "power"
+/// "none", "rational" or "power".
 std::string to_string(EmaWarmup warmup);
 
+/// The EMA's settings (ema-decay, ema-warmup, ema-power).
 struct EmaOptions {
+  /// The decay once the average is old (DDPM: 0.9999).
   double decay = 0.9999;
+  /// How the decay grows while the average is young.
   EmaWarmup warmup = EmaWarmup::Rational;
+  /// The exponent of the power warm-up.
   double power = 2.0 / 3.0;
 };
 
+/// The exponential moving average of a model's weights, kept in a shadow module.
 class EMA {
  public:
   /// `shadow` must have the same architecture as `model`; it is overwritten with the model's
@@ -40,9 +46,14 @@ class EMA {
   /// Sets the shadow to the model's current weights (restarts nothing else).
   void copy_from_model();
 
+  /// The number of updates applied so far (restored from checkpoints).
+  ///@{
   int64_t num_updates() const { return num_updates_; }
   void set_num_updates(int64_t n) { num_updates_ = n; }
+  ///@}
+  /// The settings it was made with.
   const EmaOptions& options() const { return options_; }
+  /// The module holding the averaged weights.
   std::shared_ptr<torch::nn::Module> shadow() const { return shadow_; }
 
  private:

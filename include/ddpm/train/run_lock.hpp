@@ -13,6 +13,7 @@ class RunLockedError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// The lock of one run directory (see above): one writer at a time.
 class RunLock {
  public:
   /// Creates run_dir if needed and locks it. Throws RunLockedError naming the directory and the
@@ -24,6 +25,7 @@ class RunLock {
 
   /// The pid a previous owner left behind without unlocking (it died), 0 if none.
   long stale_pid() const { return stale_pid_; }
+  /// The lock file, run_dir/lock.
   const std::string& path() const { return path_; }
 
  private:

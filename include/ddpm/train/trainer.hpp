@@ -52,13 +52,15 @@ class StepInterrupted : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// How a Trainer fits into its surroundings: data parallelism, stop requests, callbacks.
 struct TrainerOptions {
-  /// Data parallel (see README "Training on several processes"): `batch-size` is the GLOBAL
+  /// Data parallel (see docs/distributed.md): `batch-size` is the GLOBAL
   /// batch of a micro-batch; rank r of W loads images [r·B/W, (r+1)·B/W) of it, and each image's
   /// timestep and noise come from a stream keyed by (seed, step, its index in the global batch),
   /// so a step's gradient is the same whatever W (up to summation order) and checkpoints resume
   /// at any world size. Only rank 0 writes files.
   int rank = 0;
+  /// The number of ranks (rank: this process's).
   int world_size = 1;
   /// Called after the backward of a step's last micro-batch, before clipping, with the model
   /// whose .grad() hold this rank's part: must leave in every .grad() the SUM over the ranks
@@ -93,9 +95,13 @@ struct TrainingDraws {
   at::Tensor drop_u;     ///< float64 [count] in [0, 1): drop the class label when < cond-drop
   at::Tensor noise;      ///< float32 [count, shape...]
 };
+/// The draws described above, for images first .. first + count − 1 of micro-batch
+/// `micro_batch` of step `step`.
 TrainingDraws training_draws(uint64_t seed, int64_t step, int64_t micro_batch, int64_t batch_size, int64_t first,
                              int64_t count, const std::vector<int64_t>& image_shape, int64_t num_timesteps);
 
+/// Trains a U-Net on a dataset as the config says: the loop of ddpm-train, with checkpoints,
+/// sample grids, metrics and evaluations in the run directory.
 class Trainer {
  public:
   /// `config` must be resolved to the dataset's shape (Config::set_shape).
@@ -113,9 +119,9 @@ class Trainer {
   /// saves a final checkpoint. Returns the number of steps done by this call.
   int64_t fit();
 
-  /// Writes run-dir/checkpoints/ckpt-<step>.pt and prunes old ones. Returns its path.
+  /// Writes `run-dir/checkpoints/ckpt-<step>.pt` and prunes old ones. Returns its path.
   std::string save_checkpoint();
-  /// Writes run-dir/samples/step-<step>.png from the EMA weights. Returns its path.
+  /// Writes `run-dir/samples/step-<step>.png` from the EMA weights. Returns its path.
   std::string save_samples();
   /// Samples n images from the EMA weights (float [n,C,H,W] in [−1, 1], CPU).
   at::Tensor sample_images(int64_t n);
@@ -124,13 +130,20 @@ class Trainer {
   /// and returns that JSON line. Rank 0 only; others return "".
   std::string evaluate();
 
+  /// Optimizer steps done.
   int64_t step() const { return step_; }
   double lr_at(int64_t step) const;  ///< learning rate of the step after `step` steps
+  /// The run config.
   const Config& config() const { return config_; }
+  /// The network being trained.
   UNet model() const { return model_; }
+  /// The network holding the EMA weights (what sample grids and ddpm-sample use).
   UNet ema_model() const { return ema_model_; }
+  /// The EMA that updates ema_model().
   const EMA& ema() const { return *ema_; }
+  /// The noise schedule (on the trainer's device).
   const NoiseSchedule& schedule() const { return *schedule_; }
+  /// The data loader's position (saved in checkpoints).
   LoaderState loader_state() const;
 
  private:
