@@ -79,7 +79,6 @@ class NoiseSchedule {
   c10::Device device_ = c10::kCPU;
 };
 
-<<<<<<< HEAD
 /// Where a sampler places its steps. The first three pick integer timesteps (Nichol & Dhariwal
 /// 2021; diffusers' timestep_spacing names); the last two place noise levels σ = √((1−ᾱ)/ᾱ)
 /// between σ_max = σ(T−1) and σ_min = σ(0), reached at fractional timesteps (SigmaTable):
@@ -88,12 +87,7 @@ class NoiseSchedule {
 enum class Spacing { Leading, Trailing, Linspace, Karras, LogSnr };
 /// "leading" | "trailing" | "linspace" | "karras" | "logsnr"
 Spacing parse_spacing(const std::string& text);
-=======
-/// Timestep subsets for fast samplers (Nichol & Dhariwal 2021; diffusers' spacing names).
-enum class Spacing { Leading, Trailing, Linspace };
-Spacing parse_spacing(const std::string& text);  ///< "leading" | "trailing" | "linspace"
-/// "leading", "trailing" or "linspace".
->>>>>>> docs
+/// The spacing's name, as parse_spacing reads it.
 std::string to_string(Spacing spacing);
 /// The canonical names, in enum order (the config key's choices).
 const std::vector<std::string>& spacing_names();
