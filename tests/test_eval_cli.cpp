@@ -202,6 +202,20 @@ TEST_F(EvalCli, ClassConditionalCheckpointDrawsEveryClassWithGuidance) {
   EXPECT_NE(r.output.find("10 samples, ddim 3 steps"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("2 classes equally, guidance 2"), std::string::npos) << r.output;
   EXPECT_GT(number_after(r.output, "FID "), 0.0) << r.output;
+  // --nproc-per-node: 3 ranks (slices of 3, 3, 4 images: other batches than 4 + 4 + 2) and 16 > 10
+  // ranks (10 of one image) give the metrics of one process, to the last digit.
+  const std::string out = ddpm::test::make_temp_dir("ddpm-eval-ranks");
+  const std::string compare = "compare --real idx:" + d + "/test.idx --checkpoint " + run + " --n 10 --sample-batch 4 "
+                              "--sampler ddim --steps 3 --guidance 2 --features " + d + "/clf.pt --kid-subset-size 10";
+  for (const std::string n : {"1", "3", "16"}) {
+    auto ranks = run_command(eval(compare + " --json " + out + "/n" + n + ".json --nproc-per-node " + n));
+    ASSERT_EQ(ranks.exit_code, 0) << ranks.output;
+    if (n != "1") EXPECT_NE(ranks.output.find(n == "3" ? "on 3 local ranks" : "on 10 local ranks"), std::string::npos);
+  }
+  const std::string one = ddpm::test::read_string(out + "/n1.json");
+  EXPECT_NE(one.find("\"fid\": "), std::string::npos) << one;
+  EXPECT_EQ(one, ddpm::test::read_string(out + "/n3.json"));
+  EXPECT_EQ(one, ddpm::test::read_string(out + "/n16.json"));
   auto neg = run_command(eval("compare --real idx:" + d + "/test.idx --checkpoint " + run + " --n 10 --guidance -1 "
                               "--features " + d + "/clf.pt"));
   EXPECT_EQ(neg.exit_code, 2) << neg.output;
@@ -256,6 +270,13 @@ TEST_F(EvalCli, BadInputIsOneLineAndExitCode2) {
   expect_bad("compare --real idx:" + d + "/test.idx --checkpoint " + uncond + " --n 4 --guidance 1 --features " + d +
                  "/clf.pt",
              "--guidance: the checkpoint's model is unconditional");
+  for (const std::string n : {"0", "-1", "10000"})
+    expect_bad("compare --real idx:" + d + "/test.idx --checkpoint " + uncond + " --n 4 --features " + d +
+                   "/clf.pt --nproc-per-node " + n,
+               "--nproc-per-node");
+  expect_bad("compare --real idx:" + d + "/test.idx --fake idx:" + d + "/train.idx --nproc-per-node 2 --features " + d +
+                 "/clf.pt",
+             "--nproc-per-node: needs --checkpoint");
   expect_bad("fit-classifier --data idx:" + d + "/train.idx --labels idx:" + d + "/test-labels.idx",
              "200 labels for 400 images");
 }

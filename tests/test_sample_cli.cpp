@@ -146,7 +146,62 @@ TEST_F(SampleCli, BadCheckpointsGiveOneLineErrorsAndExitCode2) {
   }
 }
 
+// --nproc-per-node: the ranks draw slices of the images; the files are those of one process.
+TEST_F(SampleCli, LocalRanksWriteTheBytesOfOneProcess) {
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-ranks");
+  const std::string tmp = ddpm::test::make_temp_dir("ddpm-sample-ranks-tmp");
+  const std::string args = "--sampler ddim --steps 10 --eta 1 --n 7 --nrow 4 --batch-size 3 --seed 5";
+  sample(*rgb_run_, args + " --individual " + out + "/one", out + "/one.png");
+  // 2 ranks (slices of 3 and 4 images, batched 3 + 1), and 9 > 7 images (7 ranks of one image).
+  for (const std::string n : {"2", "9"}) {
+    auto r = run_command("TMPDIR=" + tmp + " " + bin_dir() + "ddpm-sample --checkpoint " + *rgb_run_ +
+                         " --device cpu --out " + out + "/n" + n + ".png --individual " + out + "/n" + n + " " + args +
+                         " --nproc-per-node " + n);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_bytes(out + "/one.png"), read_bytes(out + "/n" + n + ".png")) << n;
+    for (int k = 0; k < 7; ++k) {
+      char name[16];
+      std::snprintf(name, sizeof(name), "/%05d.png", k);
+      EXPECT_EQ(read_bytes(out + "/one" + name), read_bytes(out + "/n" + n + name)) << n << name;
+    }
+    EXPECT_NE(r.output.find("on " + std::string(n == "2" ? "2" : "7") + " local ranks"), std::string::npos) << r.output;
+    // The ranks are quiet: no progress bars, no second checkpoint line.
+    EXPECT_EQ(r.output.find("sample "), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("checkpoint "), r.output.rfind("checkpoint ")) << r.output;
+  }
+  EXPECT_TRUE(fs::is_empty(tmp)) << "the slice files are removed";
+}
+
+TEST_F(SampleCli, AFailedRankFailsTheCommandNamingTheRank) {
+  // Rank 1 is killed (as by the OOM killer) while it samples: the command ends with its code
+  // (128 + 9), names it, stops rank 0, writes no grid and leaves no slice files.
+  const std::string out = ddpm::test::make_temp_dir("ddpm-sample-killed");
+  const std::string tmp = ddpm::test::make_temp_dir("ddpm-sample-killed-tmp");
+  const std::string cmd = "exec 2>&1; TMPDIR=" + tmp + " " + bin_dir() + "ddpm-sample --checkpoint " + *gray_run_ +
+                          " --device cpu --out " + out + "/x.png --sampler ddpm --n 100000 --batch-size 8 "
+                          "--nrow 1000 --nproc-per-node 2 & p=$!; "
+                          "for i in $(seq 1 1200); do for c in $(pgrep -P $p); do "
+                          "if tr '\\0' '\\n' < /proc/$c/environ 2>/dev/null | grep -qx 'DDPM_SLICE=1/2'; then "
+                          "kill -9 $c; echo killed; break 2; fi; done; sleep 0.05; done; wait $p";
+  auto r = run_command(cmd);
+  ASSERT_NE(r.output.find("killed\n"), std::string::npos) << "rank 1 never seen: " << r.output;
+  EXPECT_EQ(r.exit_code, 128 + 9) << r.output;
+  EXPECT_NE(r.output.find("ddpm-sample: error: --nproc-per-node: rank 1 was killed by signal 9"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(out + "/x.png"));
+  EXPECT_TRUE(fs::is_empty(tmp)) << "the slice files are removed";
+}
+
 TEST(SampleCliArgs, BadOptionsExit2) {
+  for (const std::string n : {"0", "-1", "10000", "x"}) {
+    auto r = run_command(bin_dir() + "ddpm-sample --checkpoint x --nproc-per-node " + n);
+    EXPECT_EQ(r.exit_code, 2) << n << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find("--nproc-per-node"), std::string::npos) << r.output;
+  }
+  auto t = run_command(bin_dir() + "ddpm-sample --checkpoint x --nproc-per-node 2 --trajectory t.png");
+  EXPECT_EQ(t.exit_code, 2) << t.output;
+  EXPECT_NE(t.output.find("--trajectory: draws the first batch in one process"), std::string::npos) << t.output;
   auto r = run_command(bin_dir() + "ddpm-sample --checkpoint x --sampler euler");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = run_command(bin_dir() + "ddpm-sample --checkpoint x --n 0");
@@ -210,6 +265,10 @@ TEST_F(GuidedSampleCli, ClassAllWritesOneRowPerClassAndNamesComeFromTheFolders) 
   sample(*cond_run_, "--class 0 --n 2", out + "/zero.png");
   sample(*cond_run_, "--class left --n 2", out + "/left.png");
   EXPECT_EQ(read_bytes(out + "/zero.png"), read_bytes(out + "/left.png"));  // "left" is class 0 (sorted)
+  // --class all and guidance on local ranks: every image keeps its class and noise.
+  sample(*cond_run_, "--class all --nrow 3 --padding 2 --guidance 2 --nproc-per-node 2", out + "/all2.png");
+  sample(*cond_run_, "--class all --nrow 3 --padding 2 --guidance 2", out + "/all1.png");
+  EXPECT_EQ(read_bytes(out + "/all1.png"), read_bytes(out + "/all2.png"));
 }
 
 TEST_F(GuidedSampleCli, InpaintingKeepsTheKnownPixelsAndSdeditAtZeroIsTheInit) {

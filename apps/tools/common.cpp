@@ -61,6 +61,9 @@ int run_app(CLI::App& app, int argc, char** argv, const std::function<int()>& bo
   } catch (const std::invalid_argument& e) {
     std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";
     return 2;
+  } catch (const ExitError& e) {
+    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";
+    return e.code;
   } catch (const std::exception& e) {
     // LibTorch errors carry a C++ backtrace after the first line; keep the first.
     std::cerr << app.get_name() << ": error: " << first_line(e.what()) << "\n";

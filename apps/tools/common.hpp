@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace ddpm::cli {
@@ -23,9 +24,15 @@ void add_runtime_options(CLI::App& app, RuntimeOptions& options);
 /// Throws std::invalid_argument for a bad --device or --log-level.
 c10::Device apply_runtime(const RuntimeOptions& options);
 
+/// Ends a tool with this exit code and one line on stderr (e.g. a failed local rank's code).
+struct ExitError : std::runtime_error {
+  ExitError(int exit_code, const std::string& what) : std::runtime_error(what), code(exit_code) {}
+  int code;
+};
+
 /// Parses argv into `app` and runs `body`. Exit codes: what body returns;
 /// 2 for a CLI11 parse error or std::invalid_argument (bad input, one line on stderr);
-/// 1 for any other exception (one line on stderr).
+/// ExitError's code; 1 for any other exception (one line on stderr).
 int run_app(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 
 }  // namespace ddpm::cli

@@ -7,7 +7,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,6 +26,8 @@
 #include "ddpm/util/errors.hpp"
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
+#include "tools/local_launch.hpp"
+#include "tools/local_slices.hpp"
 #include "tools/options.hpp"
 #include "tools/progress.hpp"
 #include "tools/sample_guide.hpp"
@@ -50,7 +54,42 @@ struct CompareOptions {
   int64_t pr_k = 3;
   ScriptOptions script;
   std::string script_input = "uint8";
+  int nproc = 1;
 };
+
+// Images that --nproc-per-node's ranks drew: `drawn` (the set they drew from) describes them,
+// `slices` holds them.
+class GatheredSet : public ImageSet {
+ public:
+  GatheredSet(std::unique_ptr<ImageSet> drawn, std::unique_ptr<LocalSlices> slices)
+      : drawn_(std::move(drawn)), slices_(std::move(slices)) {}
+  int64_t size() const override { return drawn_->size(); }
+  int64_t channels() const override { return drawn_->channels(); }
+  int64_t height() const override { return drawn_->height(); }
+  int64_t width() const override { return drawn_->width(); }
+  at::Tensor batch(int64_t start, int64_t count) override {
+    at::Tensor images = at::empty({count, channels(), height(), width()}, at::kByte);
+    slices_->read(start, count, images.data_ptr<uint8_t>());
+    return images;
+  }
+  std::string describe() const override { return drawn_->describe(); }
+
+ private:
+  std::unique_ptr<ImageSet> drawn_;
+  std::unique_ptr<LocalSlices> slices_;
+};
+
+// A rank of --nproc-per-node: its slice of `set`, sample_batch images at a time, into its file.
+void draw_slice(ImageSet& set, const SliceTask& task, int64_t sample_batch) {
+  const Slice s = task.slice(set.size());
+  const int64_t bytes = set.channels() * set.height() * set.width();
+  SliceWriter writer(task.out, s.count, bytes);
+  for (int64_t first = s.first; first < s.first + s.count; first += sample_batch) {
+    const at::Tensor images = set.batch(first, std::min(sample_batch, s.first + s.count - first)).contiguous();
+    for (int64_t j = 0; j < images.size(0); ++j) writer.append(images.data_ptr<uint8_t>() + j * bytes);
+  }
+  writer.commit();
+}
 
 void add_set_options(CLI::App& app, SetOptions& o) {
   app.add_option("--grid-cols", o.grid.cols, "grid: sources: images per row (nrow of the grid)")->capture_default_str();
@@ -103,13 +142,16 @@ void check_same_shape(const ImageSet& a, const ImageSet& b) {
 
 int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOptions& so, SamplerConfig& sampler,
                 const RuntimeOptions& runtime) {
-  const c10::Device device = apply_runtime(runtime);
+  const std::optional<SliceTask> task = slice_task_from_environment();  // a rank of --nproc-per-node
+  const c10::Device device = apply_runtime(task ? rank_runtime(runtime) : runtime);
   if (o.fake.empty() == o.checkpoint.empty()) bad_input("compare", "give exactly one of --fake and --checkpoint");
+  if (o.nproc > 1 && o.checkpoint.empty()) bad_input("--nproc-per-node", "needs --checkpoint (the ranks share out its sampling)");
   if (o.guidance.weight != 0.0 && o.checkpoint.empty()) bad_input("--guidance", "needs --checkpoint (samples drawn here)");
   if (!o.guidance_interval.empty() && o.guidance.weight == 0.0) bad_input("--guidance-interval", "needs --guidance");
   set_guidance_interval(o.guidance, o.guidance_interval);
   o.script.input = parse_script_input(o.script_input);
-  std::unique_ptr<FeatureNetwork> net = load_feature_network(o.features, o.script, device);
+  std::unique_ptr<FeatureNetwork> net;
+  if (!task) net = load_feature_network(o.features, o.script, device);
 
   std::unique_ptr<ImageSet> fake;
   if (!o.checkpoint.empty()) {
@@ -121,12 +163,18 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     std::unique_ptr<Progress> bar;
     int64_t batches_done = 0;
     const int64_t batches = (o.n + o.sample_batch - 1) / o.sample_batch;
-    fake = sampled_image_set(std::move(loaded), sampler, o.n, [&, batches](int64_t step, int64_t total) {
+    std::function<void(int64_t, int64_t)> progress = [&, batches](int64_t step, int64_t total) {
       if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total), stderr);
       bar->update(std::min(batches_done * total + step, total * batches));
       if (step == total) ++batches_done;
-    }, o.guidance);
+    };
+    if (task || o.nproc > 1) progress = nullptr;  // the ranks draw quietly
+    fake = sampled_image_set(std::move(loaded), sampler, o.n, progress, o.guidance);
     so.batch_size = o.sample_batch;
+    if (task) {
+      draw_slice(*fake, *task, o.sample_batch);
+      return 0;
+    }
   } else {
     fake = open_image_set(o.fake, so.grid, so.channels, o.limit_fake);
   }
@@ -152,6 +200,11 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
   if (real) {
     real_features = features_of(*net, *real, so.batch_size, "real");
     real_stats = compute_stats(real_features, net->describe());
+  }
+  if (o.nproc > 1) {  // after the real set is checked: the ranks draw the fake set now
+    auto slices = std::make_unique<LocalSlices>(o.nproc, argc, argv, fake->size(),
+                                                fake->channels() * fake->height() * fake->width());
+    fake = std::make_unique<GatheredSet>(std::move(fake), std::move(slices));
   }
   at::Tensor fake_features = features_of(*net, *fake, so.batch_size, "fake");
   std::printf("fake: %s\n", fake->describe().c_str());
@@ -291,6 +344,9 @@ int eval_main(int argc, char** argv) {
                       "every class is drawn equally")
       ->capture_default_str();
   add_guidance_interval_option(*compare, co.guidance_interval);
+  add_nproc_option(*compare, co.nproc,
+                   "Draw the --checkpoint samples on this many local processes (ranks) of this program, each a "
+                   "contiguous slice with 1 thread (or --threads each); the samples are those of one process");
   compare->add_flag("--no-ema", co.no_ema, "Sample with the raw weights instead of the EMA weights");
   compare->add_option("--limit-real", co.limit_real, "Use only the first N real images (0 = all)")->capture_default_str();
   compare->add_option("--limit-fake", co.limit_fake, "Use only the first N fake images (0 = all)")->capture_default_str();

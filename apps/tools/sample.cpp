@@ -7,16 +7,22 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
+#include "tools/local_launch.hpp"
+#include "tools/local_slices.hpp"
 #include "tools/options.hpp"
 #include "tools/progress.hpp"
 #include "tools/sample_guide.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/util/errors.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/samplers/sampler.hpp"
@@ -36,6 +42,7 @@ struct SampleOptions {
   std::string trajectory;
   int64_t trajectory_frames = 10;
   int64_t trajectory_rows = 8;
+  int nproc = 1;
 };
 
 void ensure_parent_dir(const std::string& file) {
@@ -76,7 +83,10 @@ void check_sizes(const SampleOptions& opt, int64_t C, int64_t H, int64_t W) {
 
 int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& options, const GuideOptions& guide_options,
                SamplerConfig& sampler, const RuntimeOptions& runtime) {
-  const c10::Device device = apply_runtime(runtime);
+  const std::optional<SliceTask> task = slice_task_from_environment();  // a rank of --nproc-per-node
+  if (options.nproc > 1 && !options.trajectory.empty())
+    bad_input("--trajectory", "draws the first batch in one process: not with --nproc-per-node > 1");
+  const c10::Device device = apply_runtime(task ? rank_runtime(runtime) : runtime);
   LoadedModel loaded = load_model_for_sampling(options.checkpoint, device, !options.no_ema);
   // Defaults: the sampler the run used for its grids (sampler, steps, seed, clipping, ...,
   // as in its config); what the command line gives overrides them, so parse it again.
@@ -103,8 +113,50 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& option
     return out.size(1) == C ? out : out.narrow(1, 0, C);
   };
 
-  // The grid is filled batch by batch (uint8, as make_grid lays it out) and each batch's
-  // individual files are written at once: memory is the grid plus one batch, not all --n floats.
+  // Draws images [s.first, s.first + s.count) batch by batch and hands each to put(k, image),
+  // converted as the grid shows it. A trajectory keeps frames of the first batch.
+  std::vector<at::Tensor> frames;  // one [rows, C, H, W] per kept step of the first batch
+  auto draw = [&](Slice s, bool show_progress, const std::function<void(int64_t, const Image&)>& put) {
+    const int64_t batches = (s.count + opt.batch_size - 1) / opt.batch_size;
+    std::unique_ptr<Progress> bar;
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t first = s.first + b * opt.batch_size;
+      const int64_t count = std::min(opt.batch_size, s.first + s.count - first);
+      ProgressFn progress = [&](int64_t step, int64_t total) {
+        if (!show_progress) return true;
+        if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total / 4), stderr);
+        bar->update(b * total + step);
+        return true;
+      };
+      StepFn on_step;
+      std::vector<int64_t> keep;
+      if (first == 0 && !opt.trajectory.empty()) {
+        on_step = [&](int64_t step, int64_t total, const at::Tensor& x) {
+          if (keep.empty()) keep = frame_steps(total, opt.trajectory_frames);
+          if (std::find(keep.begin(), keep.end(), step) != keep.end())
+            frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
+        };
+      }
+      const at::Tensor batch = sample(loaded.schedule, guide.denoiser(network, loaded.schedule, first, count), sampler,
+                                      count, C, H, W, first, progress, on_step, guide.steering(loaded.schedule, first, count))
+                                   .to(at::kCPU, at::kFloat);
+      for (int64_t j = 0; j < count; ++j)
+        put(first + j, make_grid(batch.narrow(0, j, 1), 1, 0));  // the same [−1, 1] → uint8 rounding
+    }
+    if (bar) bar->finish();
+  };
+
+  const int64_t image_bytes = C * H * W;
+  if (task) {  // a rank: its slice into its file, nothing else
+    const Slice s = task->slice(opt.n);
+    SliceWriter writer(task->out, s.count, image_bytes);
+    draw(s, false, [&](int64_t, const Image& one) { writer.append(one.pixels.data()); });
+    writer.commit();
+    return 0;
+  }
+
+  // The grid is filled image by image (uint8, as make_grid lays it out) and the individual
+  // files are written at once: memory is the grid plus one batch, not all --n floats.
   const int64_t xmaps = std::min(opt.nrow, opt.n), ymaps = (opt.n + xmaps - 1) / xmaps;
   const int64_t pad = opt.n == 1 ? 0 : opt.padding;  // make_grid returns a single image as it is
   Image grid;
@@ -113,44 +165,36 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& option
   grid.height = static_cast<int>(ymaps * (H + pad) + pad);
   grid.pixels.assign(static_cast<size_t>(grid.width) * grid.height * C, 0);
   if (!opt.individual.empty()) std::filesystem::create_directories(opt.individual);
-
-  const int64_t batches = (opt.n + opt.batch_size - 1) / opt.batch_size;
-  std::vector<at::Tensor> frames;  // one [rows, C, H, W] per kept step of the first batch
-  std::unique_ptr<Progress> bar;
-  for (int64_t b = 0; b < batches; ++b) {
-    const int64_t first = b * opt.batch_size;
-    const int64_t count = std::min(opt.batch_size, opt.n - first);
-    ProgressFn progress = [&](int64_t step, int64_t total) {
-      if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total / 4), stderr);
-      bar->update(b * total + step);
-      return true;
-    };
-    StepFn on_step;
-    std::vector<int64_t> keep;
-    if (b == 0 && !opt.trajectory.empty()) {
-      on_step = [&](int64_t step, int64_t total, const at::Tensor& x) {
-        if (keep.empty()) keep = frame_steps(total, opt.trajectory_frames);
-        if (std::find(keep.begin(), keep.end(), step) != keep.end())
-          frames.push_back(x.narrow(0, 0, std::min(count, opt.trajectory_rows)).to(at::kCPU, at::kFloat));
-      };
+  auto put = [&](int64_t k, const Image& one) {
+    const int64_t top = (k / xmaps) * (H + pad) + pad, left = (k % xmaps) * (W + pad) + pad;
+    for (int64_t y = 0; y < H; ++y)
+      std::copy_n(&one.pixels[static_cast<size_t>(y * W * C)], W * C,
+                  &grid.pixels[static_cast<size_t>(((top + y) * grid.width + left) * C)]);
+    if (!opt.individual.empty()) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "%05lld.png", static_cast<long long>(k));
+      save_png((std::filesystem::path(opt.individual) / name).string(), one);
     }
-    const at::Tensor batch = sample(loaded.schedule, guide.denoiser(network, loaded.schedule, first, count), sampler, count, C, H, W,
-                                    first, progress, on_step, guide.steering(loaded.schedule, first, count))
-                                 .to(at::kCPU, at::kFloat);
-    for (int64_t j = 0; j < count; ++j) {
-      const Image one = make_grid(batch.narrow(0, j, 1), 1, 0);  // the same [−1, 1] → uint8 rounding
-      const int64_t k = first + j, top = (k / xmaps) * (H + pad) + pad, left = (k % xmaps) * (W + pad) + pad;
-      for (int64_t y = 0; y < H; ++y)
-        std::copy_n(&one.pixels[static_cast<size_t>(y * W * C)], W * C,
-                    &grid.pixels[static_cast<size_t>(((top + y) * grid.width + left) * C)]);
-      if (!opt.individual.empty()) {
-        char name[32];
-        std::snprintf(name, sizeof(name), "%05lld.png", static_cast<long long>(k));
-        save_png((std::filesystem::path(opt.individual) / name).string(), one);
+  };
+  if (opt.nproc > 1) {
+    const LocalSlices slices(opt.nproc, argc, argv, opt.n, image_bytes);
+    std::vector<uint8_t> chunk(static_cast<size_t>(opt.batch_size * image_bytes));
+    Image one;
+    one.channels = static_cast<int>(C);
+    one.width = static_cast<int>(W);
+    one.height = static_cast<int>(H);
+    for (int64_t first = 0; first < opt.n; first += opt.batch_size) {
+      const int64_t count = std::min(opt.batch_size, opt.n - first);
+      slices.read(first, count, chunk.data());
+      for (int64_t j = 0; j < count; ++j) {
+        const auto at = chunk.begin() + j * image_bytes;
+        one.pixels.assign(at, at + image_bytes);
+        put(first + j, one);
       }
     }
+  } else {
+    draw({0, opt.n}, true, put);
   }
-  if (bar) bar->finish();
 
   ensure_parent_dir(opt.out);
   save_png(opt.out, grid);
@@ -196,6 +240,9 @@ int sample_main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1000}));
   app.add_option("--trajectory-rows", opt.trajectory_rows, "Images (rows) in the trajectory")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  add_nproc_option(app, opt.nproc,
+                   "Draw the images on this many local processes (ranks) of this program, each a contiguous slice "
+                   "with 1 thread (or --threads each); the images are those of one process, byte for byte");
   add_sampler_options(app, sampler);
   add_guide_options(app, guide);
   add_runtime_options(app, runtime);

@@ -99,11 +99,9 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e6))
       ->configurable(false);
-  app.add_option("--nproc-per-node", flags.nproc_per_node,
-                 "Start this many local ranks (processes) on this machine, as torchrun --nproc-per-node does; "
-                 "CPU threads are shared out between them")
-      ->check(CLI::Range(1, 1024))
-      ->configurable(false);
+  add_nproc_option(app, flags.nproc_per_node,
+                   "Start this many local ranks (processes) on this machine, as torchrun --nproc-per-node does; "
+                   "CPU threads are shared out between them");
   app.add_option("--resume-from", flags.resume_from,
                  "Continue the run in --run-dir from this checkpoint (may be older than the latest: the newer "
                  "ones are moved to checkpoints/abandoned-<time>/)")
