@@ -11,6 +11,7 @@
         {"records": N, "error": null | "the reader's DataLossError message"}
 """
 import json
+import logging
 import os
 import sys
 
@@ -62,6 +63,9 @@ def read_records(path):
 
 
 def main(argv):
+    # EventAccumulator logs its purges of orphaned data (after a resume) as warnings; stdout
+    # must hold the JSON alone.
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     if len(argv) == 4 and argv[1] == "run":
         result = read_run(argv[2], argv[3])
     elif len(argv) == 3 and argv[1] == "records":

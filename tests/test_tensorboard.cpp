@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -26,8 +27,13 @@ namespace json = ddpm::json;
 
 namespace {
 
-// The python that has tensorboard, or "" with the reason in `why`.
-std::string tensorboard_python(std::string& why) {
+struct Reader {
+  std::string python;  ///< the venv's python, "" when it has no tensorboard
+  std::string why;     ///< then why not
+};
+
+// The python that has tensorboard: DDPM_TENSORBOARD_PYTHON, else the venv's of setup-tensorboard.sh.
+Reader find_reader() {
   std::string python;
   if (const char* p = std::getenv("DDPM_TENSORBOARD_PYTHON"); p && *p) {
     python = p;
@@ -44,39 +50,43 @@ std::string tensorboard_python(std::string& why) {
     }
     python = venv + "/bin/python";
   }
-  if (!fs::exists(python)) {
-    why = "no Python venv at " + python + " (bash scripts/setup-tensorboard.sh makes it; or set DDPM_TENSORBOARD_PYTHON)";
-    return "";
-  }
+  if (!fs::exists(python))
+    return {"", "no Python venv at " + python +
+                    " (bash scripts/setup-tensorboard.sh makes it; or set DDPM_TENSORBOARD_PYTHON)"};
   auto r = run_command(python + " -c 'import tensorboard.backend.event_processing.event_accumulator'");
-  if (r.exit_code != 0) {
-    why = python + " has no tensorboard package (bash scripts/setup-tensorboard.sh installs it): " + r.output;
-    return "";
-  }
-  return python;
+  if (r.exit_code != 0)
+    return {"", python + " has no tensorboard package (bash scripts/setup-tensorboard.sh installs it): " + r.output};
+  return {python, ""};
 }
 
-// Declares `python`, or skips the test saying why there is none.
-#define REQUIRE_TENSORBOARD()                                        \
-  std::string why_no_tensorboard;                                    \
-  const std::string python = tensorboard_python(why_no_tensorboard); \
-  if (python.empty()) GTEST_SKIP() << why_no_tensorboard
+const Reader& reader() {
+  static const Reader r = find_reader();
+  return r;
+}
+std::string reader_python() { return reader().python; }
 
-std::string reader_script() { return ddpm::test::source_dir() + "/tests/tensorboard_read.py"; }
+// Skips the test, saying why, where TensorBoard's reader is not installed.
+#define REQUIRE_TENSORBOARD() \
+  if (reader().python.empty()) GTEST_SKIP() << reader().why
+
+// The script's JSON: its last line (stderr, merged by run_command, comes before it).
+json::Value script_json(const std::string& args) {
+  auto r = run_command(reader_python() + " " + ddpm::test::source_dir() + "/tests/tensorboard_read.py " + args);
+  if (r.exit_code != 0) throw std::runtime_error("tensorboard_read.py " + args + " failed: " + r.output);
+  std::string out = r.output;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return json::parse(out.substr(out.rfind('\n') + 1));
+}
 
 // What TensorBoard's EventAccumulator loads from a run directory (see tensorboard_read.py).
-json::Value read_run(const std::string& python, const std::string& logdir, const std::string& outdir) {
+json::Value read_run(const std::string& logdir, const std::string& outdir) {
   fs::create_directories(outdir);
-  auto r = run_command(python + " " + reader_script() + " run " + logdir + " " + outdir + " 2>/dev/null");
-  if (r.exit_code != 0) throw std::runtime_error("tensorboard_read.py run " + logdir + " failed: " + r.output);
-  return json::parse(r.output);
+  return script_json("run " + logdir + " " + outdir);
 }
 
 // TensorBoard's TFRecord reader over one file: records read, and the error that stopped it ("" if none).
-std::pair<int64_t, std::string> read_records(const std::string& python, const std::string& file) {
-  auto r = run_command(python + " " + reader_script() + " records " + file + " 2>/dev/null");
-  if (r.exit_code != 0) throw std::runtime_error("tensorboard_read.py records " + file + " failed: " + r.output);
-  json::Value v = json::parse(r.output);
+std::pair<int64_t, std::string> read_records(const std::string& file) {
+  json::Value v = script_json("records " + file);
   const json::Value* error = v.find("error");
   return {v.find("records")->as_int64(), error->is_null() ? std::string() : error->as_string()};
 }
@@ -189,7 +199,7 @@ TEST(EventFile, TensorBoardReadsScalarsImagesAndText) {
     w.image(2, {"pic", ddpm::encode_png(rgb), rgb.height, rgb.width, rgb.channels});
     w.image(3, {"pic", ddpm::encode_png(gray), gray.height, gray.width, gray.channels});
   }
-  const json::Value run = read_run(python, dir + "/run", dir + "/out");
+  const json::Value run = read_run(dir + "/run", dir + "/out");
   const auto one = scalars(run, "x/one"), two = scalars(run, "x/two");
   EXPECT_EQ(steps_of(one), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(steps_of(two), (std::vector<int64_t>{1, 2, 3}));
@@ -225,15 +235,15 @@ TEST(EventFile, ATruncatedFileLoadsUpToItsLastWholeRecord) {
   const std::vector<uint8_t> bytes = ddpm::test::read_bytes(file);
   const std::vector<size_t> at = record_offsets(bytes);
   ASSERT_EQ(at.size(), 6u);  // file_version + 5 steps
-  EXPECT_EQ(read_records(python, file), std::make_pair(int64_t{6}, std::string()));
+  EXPECT_EQ(read_records(file), std::make_pair(int64_t{6}, std::string()));
   // Cut inside the record of step 4 (its header, its data, its last CRC byte): steps 1..3 load.
   for (size_t cut : {at[4] + 5, at[4] + 20, at[5] - 1}) {
     SCOPED_TRACE(cut);
     ddpm::test::write_bytes(file, std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<long>(cut)));
-    const auto [records, error] = read_records(python, file);
+    const auto [records, error] = read_records(file);
     EXPECT_EQ(records, 4);
     EXPECT_NE(error.find("truncated record"), std::string::npos) << error;
-    const json::Value run = read_run(python, dir + "/run", dir + "/out");
+    const json::Value run = read_run(dir + "/run", dir + "/out");
     EXPECT_EQ(steps_of(scalars(run, "a")), (std::vector<int64_t>{1, 2, 3}));
     EXPECT_EQ(steps_of(scalars(run, "b")), (std::vector<int64_t>{1, 2, 3}));
   }
@@ -259,10 +269,10 @@ TEST(EventFile, AFlippedByteIsCaughtByTheCrc) {
     std::vector<uint8_t> bad = bytes;
     bad[c.offset] ^= 0x01;
     ddpm::test::write_bytes(file, bad);
-    const auto [records, error] = read_records(python, file);
+    const auto [records, error] = read_records(file);
     EXPECT_EQ(records, 3);  // file_version, steps 1 and 2
     EXPECT_NE(error.find(c.error), std::string::npos) << error;
-    const json::Value run = read_run(python, dir + "/run", dir + "/out");
+    const json::Value run = read_run(dir + "/run", dir + "/out");
     const auto b = scalars(run, "b");
     EXPECT_EQ(steps_of(b), (std::vector<int64_t>{1, 2}));
     for (const auto& [step, value] : b) EXPECT_EQ(value, -1.0 * step);
@@ -305,8 +315,8 @@ TEST(TrainTensorBoard, CurvesGridsConfigAndAResumeThatLinesUp) {
   ASSERT_EQ(b2.exit_code, 0) << b2.output;
   ASSERT_EQ(events_files(resumed).size(), 2u);  // a new file for the resumed run, read after the first
 
-  const json::Value w = read_run(python, whole, dir + "/out-whole");
-  const json::Value r = read_run(python, resumed, dir + "/out-resumed");
+  const json::Value w = read_run(whole, dir + "/out-whole");
+  const json::Value r = read_run(resumed, dir + "/out-resumed");
   const std::vector<int64_t> all_steps = {1, 2, 3, 4, 5, 6};
   const std::vector<json::Value> metrics = jsonl(whole + "/metrics.jsonl");
   ASSERT_EQ(metrics.size(), 6u);
@@ -404,7 +414,7 @@ TEST(TrainTensorBoard, EvaluationsOfTheTrainerAndOfDdpmEval) {
                        "--sampler ddim --sample-steps 3 --eval-every 2 --eval-n 12 --eval-features " + dir +
                        "/clf.pt --eval-ref idx:" + dir + "/test.idx");
   ASSERT_EQ(t.exit_code, 0) << t.output;
-  const json::Value tr = read_run(python, run, dir + "/out");
+  const json::Value tr = read_run(run, dir + "/out");
   json::Value line;
   for (const json::Value& l : jsonl(run + "/metrics.jsonl"))
     if (l.find("fid")) line = l;
@@ -423,16 +433,17 @@ TEST(TrainTensorBoard, EvaluationsOfTheTrainerAndOfDdpmEval) {
   auto e = run_command(compare + " --checkpoint " + run + " --json " + dir + "/eval.json --log-to " + run);
   ASSERT_EQ(e.exit_code, 0) << e.output;
   const json::Value result = json::parse(ddpm::test::read_string(dir + "/eval.json"));
-  const json::Value er = read_run(python, run + "/eval", dir + "/out-eval");
+  const json::Value er = read_run(run + "/eval", dir + "/out-eval");
   for (const char* key : {"fid", "kid", "precision", "recall"}) {
     SCOPED_TRACE(key);
     const auto series = scalars(er, std::string("eval/") + key);
     ASSERT_EQ(series.size(), 1u);
     EXPECT_EQ(series[0].first, 2);
-    EXPECT_EQ(static_cast<float>(series[0].second), static_cast<float>(result.find(key)->as_double()));
+    const double printed = result.find(key)->as_double();  // --json prints 6 significant digits
+    EXPECT_NEAR(series[0].second, printed, 1e-5 * std::abs(printed) + 1e-12);
   }
   // The training's own log is untouched by it.
-  EXPECT_EQ(scalars(read_run(python, run, dir + "/out2"), "eval/fid"), scalars(tr, "eval/fid"));
+  EXPECT_EQ(scalars(read_run(run, dir + "/out2"), "eval/fid"), scalars(tr, "eval/fid"));
 
   // --log-to needs a checkpoint (its step) and an existing run directory: one line, exit 2.
   auto no_ckpt = run_command(compare + " --fake idx:" + dir + "/train.idx --log-to " + run);

@@ -118,6 +118,10 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
   o.script.input = parse_script_input(o.script_input);
   std::unique_ptr<FeatureNetwork> net = load_feature_network(o.features, o.script, device);
 
+  // The sampling progress bar: the sampled set draws its images later, when its features are
+  // computed, so the callback's state must outlive this block (declared before `fake`).
+  std::unique_ptr<Progress> bar;
+  int64_t batches_done = 0;
   std::unique_ptr<ImageSet> fake;
   if (!o.checkpoint.empty()) {
     LoadedModel loaded = load_model_for_sampling(o.checkpoint, device, !o.no_ema);
@@ -126,8 +130,6 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     sampler = loaded.config.sample;
     app.clear();
     app.parse(argc, argv);
-    std::unique_ptr<Progress> bar;
-    int64_t batches_done = 0;
     const int64_t batches = (o.n + o.sample_batch - 1) / o.sample_batch;
     fake = sampled_image_set(std::move(loaded), sampler, o.n, [&, batches](int64_t step, int64_t total) {
       if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total), stderr);
