@@ -580,15 +580,16 @@ int64_t Trainer::fit() {
     truncate_metrics(metrics, step_);
     state_->metrics.open(metrics, std::ios::app);
     if (!state_->metrics) throw std::runtime_error("'" + metrics + "': cannot be opened for appending");
-    if (t.tensorboard) {
-      // A new events file per fit(); a resumed run's START drops what older files logged after step_.
-      state_->tensorboard = std::make_unique<TensorBoardLog>(t.run_dir);
-      state_->tensorboard->start(step_);
-      state_->tensorboard->config(step_, config_to_toml(config_));
-    }
   }
   if (t.eval_every > 0 && writes() && !state_->eval_net)
     load_eval_reference(config_, device_, state_->eval_net, state_->eval_ref_stats, state_->eval_ref_features);
+  if (writes() && t.tensorboard) {
+    // A new events file per fit() (once the run could start); its START drops, in TensorBoard,
+    // what older files logged after step_ (the checkpoint a resumed run continues from).
+    state_->tensorboard = std::make_unique<TensorBoardLog>(t.run_dir);
+    state_->tensorboard->start(step_);
+    state_->tensorboard->config(step_, config_to_toml(config_));
+  }
   const int64_t first = step_;
   // A resumed run already has the checkpoint of its current step.
   int64_t saved = step_ > 0 ? step_ : -1, sampled = -1;
