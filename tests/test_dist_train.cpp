@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -120,6 +121,23 @@ TEST(DataParallelTrainer, TwoRanksOfHalfTheBatchTrainAsOneProcessAndResumeAtWorl
   const ddpm::CheckpointReader ref10(ddpm::checkpoint_path(dir + "/one", 10));
   EXPECT_EQ(at10.data_state().epoch, ref10.data_state().epoch);
   EXPECT_EQ(at10.data_state().position, ref10.data_state().position);
+  // Rank 0's metrics (and TensorBoard scalars, from the same numbers) say how much of each
+  // window's all-reduce was hidden behind backward: a fraction, and only when there is one.
+  auto hidden_fractions = [](const std::string& metrics) {
+    std::vector<double> v;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);)
+      if (const auto at = line.find("\"allreduce_hidden\":"); at != std::string::npos)
+        v.push_back(std::atof(line.c_str() + at + 19));
+    return v;
+  };
+  const auto hidden = hidden_fractions(dir + "/two/metrics.jsonl");
+  EXPECT_EQ(hidden.size(), 20u);
+  for (double h : hidden) {
+    EXPECT_GE(h, 0.0);
+    EXPECT_LE(h, 1.0);
+  }
+  EXPECT_TRUE(hidden_fractions(dir + "/one/metrics.jsonl").empty());
 
   // The world-size-2 checkpoint of step 10, resumed by one process: steps 11..20 as the
   // uninterrupted one-process run.

@@ -19,25 +19,6 @@ using ddpm::test::run_command;
 
 namespace {
 
-// n 8×8 gray images of two classes (bright top half / bright left half) as IDX files.
-void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed) {
-  std::vector<uint8_t> im = {0, 0, 8, 3, 0, 0, static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n), 0, 0, 0, 8, 0, 0, 0, 8};
-  std::vector<uint8_t> lb = {0, 0, 8, 1, 0, 0, static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)};
-  uint32_t state = static_cast<uint32_t>(seed) * 2654435761u + 1;
-  for (int k = 0; k < n; ++k) {
-    const int label = k % 2;
-    lb.push_back(static_cast<uint8_t>(label));
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x) {
-        state = state * 1664525u + 1013904223u;
-        const bool bright = label == 0 ? y < 4 : x < 4;
-        im.push_back(static_cast<uint8_t>((bright ? 180 : 0) + (state >> 26)));
-      }
-  }
-  ddpm::test::write_bytes(images_path, im);
-  if (!labels_path.empty()) ddpm::test::write_bytes(labels_path, lb);
-}
-
 std::string eval(const std::string& args) { return bin_dir() + "ddpm-eval " + args + " --device cpu --threads 1"; }
 
 double number_after(const std::string& text, const std::string& key) {
@@ -50,8 +31,8 @@ class EvalCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(ddpm::test::make_temp_dir("ddpm-eval-cli"));
-    write_idx_pair(*dir_ + "/train.idx", *dir_ + "/train-labels.idx", 400, 1);
-    write_idx_pair(*dir_ + "/test.idx", *dir_ + "/test-labels.idx", 200, 2);
+    ddpm::test::write_idx_pair(*dir_ + "/train.idx", *dir_ + "/train-labels.idx", 400, 1);
+    ddpm::test::write_idx_pair(*dir_ + "/test.idx", *dir_ + "/test-labels.idx", 200, 2);
     auto r = run_command(eval("fit-classifier --data idx:" + *dir_ + "/train.idx --labels idx:" + *dir_ +
                               "/train-labels.idx --test-data idx:" + *dir_ + "/test.idx --test-labels idx:" + *dir_ +
                               "/test-labels.idx --epochs 2 --batch-size 32 --hidden 16 --out " + *dir_ + "/clf.pt"));

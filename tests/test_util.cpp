@@ -96,4 +96,23 @@ std::vector<uint8_t> tiny_gif() {
   b.push_back(0x3B);  // trailer
   return b;
 }
+
+void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed) {
+  std::vector<uint8_t> im = {0, 0, 8, 3, 0, 0, static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n), 0, 0, 0, 8, 0, 0, 0, 8};
+  std::vector<uint8_t> lb = {0, 0, 8, 1, 0, 0, static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)};
+  uint32_t state = static_cast<uint32_t>(seed) * 2654435761u + 1;
+  for (int k = 0; k < n; ++k) {
+    const int label = k % 2;
+    lb.push_back(static_cast<uint8_t>(label));
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) {
+        state = state * 1664525u + 1013904223u;
+        const bool bright = label == 0 ? y < 4 : x < 4;
+        im.push_back(static_cast<uint8_t>((bright ? 180 : 0) + (state >> 26)));
+      }
+  }
+  write_bytes(images_path, im);
+  if (!labels_path.empty()) write_bytes(labels_path, lb);
+}
+
 }  // namespace ddpm::test

@@ -22,6 +22,9 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 void write_bytes(const std::string& path, const std::string& bytes);
 std::vector<uint8_t> read_bytes(const std::string& path);
 std::string read_string(const std::string& path);  ///< the file's bytes as a string
+/// n 8×8 gray images of two classes (bright top half / bright left half, plus noise from
+/// `seed`) as an IDX image file and, when labels_path is not empty, an IDX label file.
+void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// The message of the exception `f` throws ("" if none).

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "ddpm/eval/stats.hpp"
 #include "ddpm/eval/stats_file.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/tensorboard.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
@@ -45,7 +47,7 @@ struct SetOptions {
 };
 
 struct CompareOptions {
-  std::string real, fake, checkpoint, features, json, save_real_stats;
+  std::string real, fake, checkpoint, features, json, save_real_stats, log_to;
   int64_t n = 2000, limit_real = 0, limit_fake = 0, sample_batch = 250;
   Guidance guidance;
   std::vector<double> guidance_interval;
@@ -149,19 +151,27 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
   if (o.guidance.weight != 0.0 && o.checkpoint.empty()) bad_input("--guidance", "needs --checkpoint (samples drawn here)");
   if (!o.guidance_interval.empty() && o.guidance.weight == 0.0) bad_input("--guidance-interval", "needs --guidance");
   set_guidance_interval(o.guidance, o.guidance_interval);
+  if (!o.log_to.empty()) {
+    if (o.checkpoint.empty()) bad_input("--log-to", "needs --checkpoint (its step places the point on the curves)");
+    if (!std::filesystem::is_directory(o.log_to)) bad_input("--log-to", "'" + o.log_to + "' is not a directory");
+  }
+  int64_t checkpoint_step = 0;
   o.script.input = parse_script_input(o.script_input);
   std::unique_ptr<FeatureNetwork> net;
   if (!task) net = load_feature_network(o.features, o.script, device);
 
+  // The sampling progress bar: the sampled set draws its images later, when its features are
+  // computed, so the callback's state must outlive this block (declared before `fake`).
+  std::unique_ptr<Progress> bar;
+  int64_t batches_done = 0;
   std::unique_ptr<ImageSet> fake;
   if (!o.checkpoint.empty()) {
     LoadedModel loaded = load_model_for_sampling(o.checkpoint, device, !o.no_ema);
+    checkpoint_step = loaded.step;
     // Sampler defaults: the checkpoint's (its grids'); options given here override them.
     sampler = loaded.config.sample;
     app.clear();
     app.parse(argc, argv);
-    std::unique_ptr<Progress> bar;
-    int64_t batches_done = 0;
     const int64_t batches = (o.n + o.sample_batch - 1) / o.sample_batch;
     std::function<void(int64_t, int64_t)> progress = [&, batches](int64_t step, int64_t total) {
       if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total), stderr);
@@ -217,6 +227,8 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     std::printf("wrote %s\n", o.save_real_stats.c_str());
   }
 
+  EvalScores scores;
+  scores.step = checkpoint_step;
   std::ostringstream json;
   json << "{\"features\": \"" << json_escape(net->describe()) << "\", \"real\": \"" << json_escape(real_desc)
        << "\", \"fake\": \"" << json_escape(fake->describe()) << "\", \"n_real\": "
@@ -225,16 +237,20 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     const double fid = frechet_distance(real_stats, fake_stats);
     std::printf("FID %.4f\n", fid);
     json << ", \"fid\": " << fid;
+    scores.fid = fid;
   }
   if (o.kid) {
     KidResult k = kernel_inception_distance(real_features, fake_features, o.kid_options);
     std::printf("KID %.6f ± %.6f (%lld subsets of %lld)\n", k.mean, k.std, static_cast<long long>(k.subsets),
                 static_cast<long long>(k.subset_size));
+    scores.kid = k.mean;
     json << ", \"kid\": " << k.mean << ", \"kid_std\": " << k.std << ", \"kid_subset_size\": " << k.subset_size;
   }
   if (o.pr) {
     PrecisionRecall pr = precision_recall(real_features, fake_features, o.pr_k);
     std::printf("precision %.4f  recall %.4f (k = %lld)\n", pr.precision, pr.recall, static_cast<long long>(pr.k));
+    scores.precision = pr.precision;
+    scores.recall = pr.recall;
     json << ", \"precision\": " << pr.precision << ", \"recall\": " << pr.recall << ", \"pr_k\": " << pr.k;
   }
   json << "}\n";
@@ -242,6 +258,13 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     std::ofstream out(o.json);
     out << json.str();
     if (!out) throw std::runtime_error("'" + o.json + "': cannot write");
+  }
+  if (!o.log_to.empty()) {
+    // A run of its own beside the training's (RUN/eval): evaluations of older checkpoints, made
+    // while the run trains on, never disturb the training's events files.
+    TensorBoardLog log((std::filesystem::path(o.log_to) / "eval").string());
+    log.eval(scores);
+    std::printf("logged eval/* at step %lld to %s\n", static_cast<long long>(scores.step), log.path().c_str());
   }
   return 0;
 }
@@ -360,6 +383,9 @@ int eval_main(int argc, char** argv) {
   compare->add_option("--pr-k", co.pr_k, "Nearest neighbour for the precision/recall radii")->capture_default_str()->check(CLI::PositiveNumber);
   compare->add_option("--json", co.json, "Also write the results as one JSON object to this file");
   compare->add_option("--save-real-stats", co.save_real_stats, "Also write the real set's statistics (.npz)");
+  compare->add_option("--log-to", co.log_to,
+                      "With --checkpoint: add the results to this run directory's TensorBoard log (eval/fid, ... at "
+                      "the checkpoint's step, in RUN/eval/)");
   add_set_options(*compare, so);
   add_sampler_options(*compare, sampler);
   add_runtime_options(*compare, runtime);

@@ -355,8 +355,9 @@ int train_main(int argc, char** argv) {
   CLI::App app{"ddpm-train: trains a denoising diffusion probabilistic model (Ho et al. 2020) on a folder of "
                "images or an MNIST-family IDX file"};
   app.footer(
-      "The run directory gets config.toml (the resolved config), checkpoints/ckpt-<step>.pt, samples/step-<step>.png "
-      "and metrics.jsonl.\nSIGINT/SIGTERM: finishes the current step, saves a checkpoint and exits 0.\n"
+      "The run directory gets config.toml (the resolved config), checkpoints/ckpt-<step>.pt, samples/step-<step>.png, "
+      "metrics.jsonl and TensorBoard events files (tensorboard --logdir RUN-DIR).\n"
+      "SIGINT/SIGTERM: finishes the current step, saves a checkpoint and exits 0.\n"
       "Example: ddpm-train --config configs/fashion-mnist-28.toml --run-dir runs/fmnist");
   Config config;
   RuntimeOptions runtime;

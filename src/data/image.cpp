@@ -225,22 +225,26 @@ Image resize_center_crop(const Image& image, int height, int width) {
   return out;
 }
 
-void save_png(const std::string& path, const Image& image) {
-  check_channels(image.channels, ("save_png '" + path + "'").c_str());
+std::string encode_png(const Image& image, const std::string& what) {
+  check_channels(image.channels, what.c_str());
   if (image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels)
-    throw std::invalid_argument("save_png '" + path + "': pixel buffer does not match " +
-                                std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
-                                std::to_string(image.channels));
-  // Encoded in memory, then written with every write checked: stb's own file writer ignores
-  // write errors (a full disk or /dev/full gave a 0-byte file and success).
+    throw std::invalid_argument(what + ": pixel buffer does not match " + std::to_string(image.width) + "x" +
+                                std::to_string(image.height) + "x" + std::to_string(image.channels));
   std::string png;
   auto append = [](void* context, void* data, int size) {
     static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
   };
   if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
                               image.width * image.channels))
-    throw std::runtime_error("cannot encode PNG file '" + path + "'");
+    throw std::runtime_error(what + ": cannot encode PNG");
+  return png;
+}
+
+void save_png(const std::string& path, const Image& image) {
+  // Encoded in memory, then written with every write checked: stb's own file writer ignores
+  // write errors (a full disk or /dev/full gave a 0-byte file and success).
+  const std::string png = encode_png(image, "save_png '" + path + "'");
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(errno));
   const bool written = std::fwrite(png.data(), 1, png.size(), f) == png.size() && std::fflush(f) == 0;

@@ -9,11 +9,11 @@ namespace {
 // input bytes are folded with eight look-ups (checkpoints of hundreds of MB are verified on load).
 using Tables = std::array<std::array<uint32_t, 256>, 8>;
 
-Tables make_tables() {
+Tables make_tables(uint32_t polynomial) {
   Tables t{};
   for (uint32_t b = 0; b < 256; ++b) {
     uint32_t c = b;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? polynomial ^ (c >> 1) : c >> 1;
     t[0][b] = c;
   }
   for (uint32_t b = 0; b < 256; ++b)
@@ -21,10 +21,7 @@ Tables make_tables() {
   return t;
 }
 
-}  // namespace
-
-uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
-  static const Tables t = make_tables();
+uint32_t update(const Tables& t, uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~crc;
   for (; n >= 8; n -= 8, p += 8) {
@@ -34,6 +31,18 @@ uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
   }
   for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xFF] ^ (c >> 8);
   return ~c;
+}
+
+}  // namespace
+
+uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
+  static const Tables t = make_tables(0xEDB88320u);
+  return update(t, crc, data, n);
+}
+
+uint32_t crc32c_update(uint32_t crc, const void* data, size_t n) {
+  static const Tables t = make_tables(0x82F63B78u);
+  return update(t, crc, data, n);
 }
 
 }  // namespace ddpm

@@ -360,6 +360,10 @@ std::vector<ConfigKey> build() {
       .operational = true;
   t.string("run-dir", FIELD(train.run_dir), "Run directory: config.toml, checkpoints/, samples/, metrics.jsonl")
       .operational = true;
+  t.boolean("tensorboard", FIELD(train.tensorboard),
+            "TensorBoard events files in the run directory (curves, sample grids, config): tensorboard --logdir "
+            "RUN-DIR")
+      .operational = true;
   t.integer("eval-every", FIELD(train.eval_every), 0, 1e15,
             "Steps between sample-quality evaluations (FID, KID, precision/recall into metrics.jsonl); 0 = none")
       .operational = true;

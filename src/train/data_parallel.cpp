@@ -24,6 +24,7 @@ void DataParallel::configure(TrainerOptions& options) {
   };
   options.all_reduce_sum = [this](at::Tensor& t) { group_.all_reduce_sum(t); };
   options.barrier = [this] { group_.barrier(); };
+  options.reducer_stats = [this] { return stats(); };
 }
 
 void DataParallel::attach(Trainer& trainer) {

@@ -151,6 +151,7 @@ struct Trainer::State {
   torch::optim::AdamW optimizer;
   std::unique_ptr<DataLoader> loader;
   std::ofstream metrics;
+  std::unique_ptr<TensorBoardLog> tensorboard;  // rank 0, when config.train.tensorboard
   // Evaluation (eval-every): the feature network and the reference, loaded at the first one.
   std::unique_ptr<eval::FeatureNetwork> eval_net;
   eval::FeatureStats eval_ref_stats;
@@ -159,6 +160,15 @@ struct Trainer::State {
   double window_loss = 0;
   int64_t window_steps = 0, window_images = 0;
   std::chrono::steady_clock::time_point window_start = std::chrono::steady_clock::now();
+  dist::ReducerStats window_reducer;  // the all-reduce totals when the window began
+
+  // Starts a metrics window after `now`.
+  void start_window(std::chrono::steady_clock::time_point now, const TrainerOptions& options) {
+    window_loss = 0;
+    window_steps = window_images = 0;
+    window_start = now;
+    if (options.reducer_stats) window_reducer = options.reducer_stats();
+  }
 };
 
 Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device device, TrainerOptions options)
@@ -436,7 +446,9 @@ std::string Trainer::save_samples() {
   if (!writes()) return path;
   fs::create_directories(fs::path(path).parent_path());
   const auto nrow = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
-  save_png(path, make_grid(images, nrow));
+  const Image grid = make_grid(images, nrow);
+  save_png(path, grid);
+  if (state_->tensorboard) state_->tensorboard->samples(step_, grid);
   event("samples " + path);
   return path;
 }
@@ -503,6 +515,9 @@ std::string Trainer::evaluate() {
   }
   at::Tensor fake = at::cat(features);
   const double fid = eval::frechet_distance(state_->eval_ref_stats, eval::compute_stats(fake));
+  EvalScores scores;
+  scores.step = step_;
+  scores.fid = fid;
   std::string line = fmt::format("{{\"step\":{},\"fid\":{}", step_, fid);
   std::string summary = fmt::format("eval step {}: FID {:.4f}", step_, fid);
   if (state_->eval_ref_features.defined()) {
@@ -511,6 +526,9 @@ std::string Trainer::evaluate() {
     line += fmt::format(",\"kid\":{},\"kid_std\":{},\"precision\":{},\"recall\":{}", kid.mean, kid.std,
                         pr.precision, pr.recall);
     summary += fmt::format("  KID {:.5f}  precision {:.3f}  recall {:.3f}", kid.mean, pr.precision, pr.recall);
+    scores.kid = kid.mean;
+    scores.precision = pr.precision;
+    scores.recall = pr.recall;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string features_desc = state_->eval_net->describe();
@@ -527,20 +545,25 @@ std::string Trainer::evaluate() {
     state_->metrics << line;
     state_->metrics.flush();
   }
+  if (state_->tensorboard) state_->tensorboard->eval(scores);
   event(summary + fmt::format(" ({} samples, {}, {:.0f} s)", t.eval_n, features_desc, seconds));
   return line;
 }
 
-void Trainer::write_metrics(const StepStats& stats, double mean_loss, double images_per_s) {
+void Trainer::write_metrics(const TrainingScalars& m) {
+  if (state_->tensorboard) state_->tensorboard->train(m);
   if (!state_->metrics.is_open()) return;
-  state_->metrics << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"images_per_s\":{:.2f}}}\n",
-                                 stats.step, mean_loss, stats.lr, stats.grad_norm, images_per_s);
+  state_->metrics << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"images_per_s\":{:.2f},"
+                                 "\"step_time\":{:.6f}{}}}\n",
+                                 m.step, m.loss, m.lr, m.grad_norm, m.images_per_s, m.step_time,
+                                 m.allreduce_hidden ? fmt::format(",\"allreduce_hidden\":{:.4f}", *m.allreduce_hidden)
+                                                    : std::string());
   state_->metrics.flush();
   // A full disk must stop the run, not let it train on with a log that silently ends.
   if (!state_->metrics)
     throw std::runtime_error("'" + (fs::path(config_.train.run_dir) / "metrics.jsonl").string() +
                              "': cannot be written (" + std::strerror(errno) + "); training stopped at step " +
-                             std::to_string(stats.step));
+                             std::to_string(m.step));
 }
 
 int64_t Trainer::fit() {
@@ -560,12 +583,17 @@ int64_t Trainer::fit() {
   }
   if (t.eval_every > 0 && writes() && !state_->eval_net)
     load_eval_reference(config_, device_, state_->eval_net, state_->eval_ref_stats, state_->eval_ref_features);
+  if (writes() && t.tensorboard) {
+    // A new events file per fit() (once the run could start); its START drops, in TensorBoard,
+    // what older files logged after step_ (the checkpoint a resumed run continues from).
+    state_->tensorboard = std::make_unique<TensorBoardLog>(t.run_dir);
+    state_->tensorboard->start(step_);
+    state_->tensorboard->config(step_, config_to_toml(config_));
+  }
   const int64_t first = step_;
   // A resumed run already has the checkpoint of its current step.
   int64_t saved = step_ > 0 ? step_ : -1, sampled = -1;
-  state_->window_loss = 0;
-  state_->window_steps = state_->window_images = 0;
-  state_->window_start = std::chrono::steady_clock::now();
+  state_->start_window(std::chrono::steady_clock::now(), options_);
   bool stopped = false;
   while (step_ < t.steps) {
     if (stop_requested()) {
@@ -584,11 +612,23 @@ int64_t Trainer::fit() {
     if (step_ % t.log_every == 0 || step_ == t.steps) {
       const auto now = std::chrono::steady_clock::now();
       const double seconds = std::chrono::duration<double>(now - state_->window_start).count();
-      write_metrics(stats, state_->window_loss / std::max<int64_t>(1, state_->window_steps),
-                    seconds > 0 ? state_->window_images / seconds : 0.0);
-      state_->window_loss = 0;
-      state_->window_steps = state_->window_images = 0;
-      state_->window_start = now;
+      const int64_t steps = std::max<int64_t>(1, state_->window_steps);
+      TrainingScalars m;
+      m.step = stats.step;
+      m.loss = state_->window_loss / steps;
+      m.lr = stats.lr;
+      m.grad_norm = stats.grad_norm;
+      m.images_per_s = seconds > 0 ? state_->window_images / seconds : 0.0;
+      m.step_time = seconds / steps;
+      if (options_.reducer_stats) {
+        const dist::ReducerStats r = options_.reducer_stats(), &r0 = state_->window_reducer;
+        dist::ReducerStats window;
+        window.window_seconds = r.window_seconds - r0.window_seconds;
+        window.wait_seconds = r.wait_seconds - r0.wait_seconds;
+        m.allreduce_hidden = window.hidden_fraction();
+      }
+      write_metrics(m);
+      state_->start_window(now, options_);
     }
     if (step_ % t.save_every == 0) {
       // Rank 0 writes while the others wait: a failed save ends every rank (the barrier times
@@ -613,6 +653,7 @@ int64_t Trainer::fit() {
   }
   if (!stopped && t.sample_every > 0 && sampled != step_) save_samples();
   state_->metrics.close();
+  state_->tensorboard.reset();
   return step_ - first;
 }
 

@@ -32,6 +32,8 @@ Image load_image(const std::string& path, int channels = 0);
 Image resize_center_crop(const Image& image, int height, int width);
 /// Writes a PNG (1, 3 or 4 channels). Throws std::runtime_error naming the file.
 void save_png(const std::string& path, const Image& image);
+/// The PNG file's bytes, in memory (1, 3 or 4 channels). `what` names the image in errors.
+std::string encode_png(const Image& image, const std::string& what = "encode_png");
 
 /// uint8 [C,H,W] ↔ Image.
 Image image_from_tensor(const at::Tensor& chw_uint8);

@@ -59,6 +59,7 @@ struct TrainConfig {
   int64_t keep_last = 3;        ///< checkpoints kept; 0 = all (keep-last)
   int64_t log_every = 100;      ///< steps per metrics line / log line (log-every)
   std::string run_dir = "runs/ddpm";  ///< (run-dir)
+  bool tensorboard = true;      ///< TensorBoard events files in run-dir, rank 0 (tensorboard)
   /// Sample quality during training (ddpm-eval's metrics, rank 0): every eval-every steps,
   /// eval-n samples from the EMA weights against eval-ref with the eval-features network;
   /// FID (and KID, precision/recall when eval-ref is an image set) go to metrics.jsonl.

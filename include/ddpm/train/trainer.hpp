@@ -5,9 +5,11 @@
 //
 // Run directory (written by rank 0 only):
 //   config.toml      the resolved config
-//   metrics.jsonl    {"step":…, "loss":…, "lr":…, "grad_norm":…, "images_per_s":…} every log-every steps
+//   metrics.jsonl    {"step":…, "loss":…, "lr":…, "grad_norm":…, "images_per_s":…, "step_time":…} every
+//                    log-every steps (data parallel: and "allreduce_hidden")
 //   checkpoints/     ckpt-<step>.pt, the last keep-last of them
 //   samples/         step-<step>.png grids from the EMA weights
+//   events.out.tfevents.*   the same numbers, the grids and the config for TensorBoard (tensorboard.hpp)
 //
 // Determinism: on the CPU, a run is a pure function of the config (seed included) and of the
 // thread count; N steps, then resume() and M more steps reproduce N + M steps bitwise.
@@ -22,11 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/dist/gradient_reducer.hpp"
 #include "ddpm/train/config.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/train/ema.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"
+#include "ddpm/train/tensorboard.hpp"
 
 namespace ddpm {
 
@@ -75,6 +79,9 @@ struct TrainerOptions {
   std::function<void(at::Tensor&)> all_reduce_sum;
   /// Waits for every rank (around rank 0's checkpoint saves). Required when world_size > 1.
   std::function<void()> barrier;
+  /// Data parallel: the gradient all-reduce's timings so far (metrics report the fraction of
+  /// each log window's all-reduce hidden behind backward). Optional.
+  std::function<dist::ReducerStats()> reducer_stats;
   /// When set and true, fit() stops after the current step (or between its micro-batches,
   /// undoing the step) and saves a checkpoint. With world_size > 1, a stop on any rank stops
   /// all of them after the same step.
@@ -147,7 +154,7 @@ class Trainer {
   LoaderState loader_state() const;
 
  private:
-  void write_metrics(const StepStats& stats, double mean_loss, double images_per_s);
+  void write_metrics(const TrainingScalars& m);
   void event(const std::string& message) const;
   bool writes() const { return options_.rank == 0 && options_.write_files; }
   bool distributed() const { return options_.world_size > 1; }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs, only when missing, the `tensorboard` package that tests/test_tensorboard.cpp reads
+# the events files with (its EventAccumulator), into the venv of scripts/setup-torch2.sh, and
+# prints that venv's python. The same venv serves `tensorboard --logdir runs`.
+#   scripts/setup-tensorboard.sh           install when missing, print the python
+#   scripts/setup-tensorboard.sh --check   install nothing; print the python or fail
+# Environment: DDPM_TORCH2_VENV (default ~/.cache/libddpm/torch-<version>),
+#              DDPM_PYTHON (the python that makes the venv; default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=$(tr -d ' \n' < scripts/torch2-version)
+VENV=${DDPM_TORCH2_VENV:-$HOME/.cache/libddpm/torch-$VERSION}
+TENSORBOARD=tensorboard==2.21.0
+case "${1:-}" in
+  --check|"") ;;
+  *) echo "setup-tensorboard: unknown option '$1' (expected --check)" >&2; exit 2 ;;
+esac
+has_tensorboard() { "$VENV/bin/python" -c "import tensorboard.backend.event_processing.event_accumulator" 2>/dev/null; }
+if [ -x "$VENV/bin/python" ] && has_tensorboard; then
+  echo "$VENV/bin/python"
+  exit 0
+fi
+if [ "${1:-}" = --check ]; then
+  echo "setup-tensorboard: no tensorboard in $VENV (run scripts/setup-tensorboard.sh to install it)" >&2
+  exit 1
+fi
+PY=${DDPM_PYTHON:-python3}
+command -v "$PY" >/dev/null || { echo "setup-tensorboard: '$PY' not found: a Python 3.9+ is needed" >&2; exit 1; }
+echo "setup-tensorboard: installing $TENSORBOARD into $VENV" >&2
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" >&2
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q "$TENSORBOARD" >&2
+has_tensorboard || { echo "setup-tensorboard: tensorboard did not import from $VENV after installing" >&2; exit 1; }
+echo "$VENV/bin/python"
