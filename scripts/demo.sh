@@ -27,3 +27,7 @@ case " $* " in *" --device"*) ranks=() ;; esac
   --seed 1 --sampler ipndm --steps 10 --out "$OUT/samples.png" --trajectory "$OUT/trajectory.png"
 echo "demo: samples:    $OUT/samples.png"
 echo "demo: trajectory: $OUT/trajectory.png"
+# The run's curves, grids and config in TensorBoard (the venv scripts/setup-tensorboard.sh makes has it).
+TB=$HOME/.cache/libddpm/torch-$(tr -d ' \n' < scripts/torch2-version)/bin/tensorboard
+echo "demo: TensorBoard: bash scripts/setup-tensorboard.sh  # once; then"
+echo "      $TB --logdir $OUT/run"
