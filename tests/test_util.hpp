@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "io/zip_reader.hpp"
+
 namespace ddpm::test {
 std::string bin_dir();      ///< where ddpm-train etc. are (ends in '/')
 std::string source_dir();   ///< the repository root
@@ -22,6 +24,8 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 void write_bytes(const std::string& path, const std::string& bytes);
 std::vector<uint8_t> read_bytes(const std::string& path);
 std::string read_string(const std::string& path);  ///< the file's bytes as a string
+/// The entries of the zip file `path` (libddpm's zip reader): where each record's bytes lie.
+std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// The message of the exception `f` throws ("" if none).
