@@ -109,10 +109,11 @@ TorchArchive parse_torch_archive(std::string_view bytes) {
     throw std::invalid_argument("big-endian tensors are not supported");
   // LibTorch runs a class's __setstate__ from code/ when it unpickles an instance; our archives
   // never declare one, so a file that does is not ours.
-  static const std::string_view kSetState = "__setstate__";
+  static const std::string kSetState = "__setstate__";
+  constexpr uint64_t kMaxCodeBytes = 1 << 20;  // a class declaration; ours are a few hundred bytes
   for (const auto& e : zip.entries())
-    if (e.name.compare(0, prefix.size() + 5, prefix + "code/") == 0 && e.method == 0 &&
-        zip.stored(e.name).find(kSetState) != std::string_view::npos)
+    if (e.name.compare(0, prefix.size() + 5, prefix + "code/") == 0 &&
+        zip.inflated(e, kMaxCodeBytes).find(kSetState) != std::string::npos)
       throw std::invalid_argument("class code in '" + e.name + "' declares __setstate__ (not a libddpm archive)");
 
   pickle::Unpickler::Storages storages;

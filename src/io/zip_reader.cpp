@@ -1,10 +1,13 @@
 // Zip central directory → entries (APPNOTE.TXT 4.3: end record, central headers, local headers).
 #include "io/zip_reader.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 
 #include "ddpm/io/crc32.hpp"
+
+#include <stb_image.h>
 
 namespace ddpm {
 
@@ -73,6 +76,7 @@ ZipReader::ZipReader(std::string_view b) : bytes_(b) {
       throw std::invalid_argument("zip local header of '" + entry.name + "' names another entry");
     entry.offset = local + 30 + local_n + local_m;
     entry.size = csize;
+    entry.usize = usize;
     if (entry.offset > b.size() || csize > b.size() - entry.offset)
       throw std::invalid_argument("zip entry '" + entry.name + "' out of range");
     if (entry.method == 0 && usize != csize) throw std::invalid_argument("zip entry '" + entry.name + "' has inconsistent sizes");
@@ -93,6 +97,24 @@ std::string_view ZipReader::stored(const std::string& name) const {
   if (!e) throw std::invalid_argument("zip entry '" + name + "' missing");
   if (e->method != 0) throw std::invalid_argument("zip entry '" + name + "' is compressed (torch.save stores)");
   return bytes_.substr(e->offset, e->size);
+}
+
+std::string ZipReader::inflated(const Entry& e, uint64_t max_size) const {
+  if (e.method == 0) return std::string(stored(e.name));
+  if (e.method != 8) throw std::invalid_argument("zip entry '" + e.name + "' uses compression method " + std::to_string(e.method));
+  if (e.usize > max_size || e.usize > 1032 * e.size + 1032 || e.size > 0x7FFFFFFF)
+    throw std::invalid_argument("zip entry '" + e.name + "' claims " + std::to_string(e.usize) + " bytes (at most " +
+                                std::to_string(max_size) + " read)");
+  // A buffer of exactly the declared size: a stream inflating to more fails instead of growing.
+  // stb may look a few bytes past the last code, so it gets the rest of the archive.
+  std::string out(static_cast<size_t>(e.usize), '\0');
+  const uint64_t rest = std::min<uint64_t>(bytes_.size() - e.offset, 0x7FFFFFFF);
+  const int got = stbi_zlib_decode_noheader_buffer(out.data(), static_cast<int>(out.size()), bytes_.data() + e.offset,
+                                                   static_cast<int>(rest));
+  if (got < 0 || static_cast<uint64_t>(got) != e.usize) throw std::invalid_argument("zip entry '" + e.name + "': corrupt deflate data");
+  if (crc32_update(0, out.data(), out.size()) != e.crc)
+    throw std::invalid_argument("zip entry '" + e.name + "' fails its CRC-32 check (the file is corrupt)");
+  return out;
 }
 
 void ZipReader::check_crcs() const {
