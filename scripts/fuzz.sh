@@ -19,7 +19,9 @@ command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get ins
 torch_include=${TORCH_INCLUDE:-/usr/include}
 torch_lib=${TORCH_LIB:-/usr/lib/x86_64-linux-gnu}
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -D_GLIBCXX_USE_CXX11_ABI=1 -Iinclude -Isrc
-       -isystem "$torch_include" -isystem "$torch_include/torch/csrc/api/include" -isystem /usr/include/stb)
+       -isystem "$torch_include/torch/csrc/api/include" -isystem /usr/include/stb)
+# /usr/include itself must stay a system directory (-isystem on it breaks libstdc++'s include_next).
+[ "$torch_include" = /usr/include ] || flags+=(-isystem "$torch_include")
 libs=(-L"$torch_lib" -Wl,-rpath,"$torch_lib" -ltorch -ltorch_cpu -lc10 -lstb)
 core=(src/io/unpickler.cpp src/io/zip_reader.cpp src/io/crc32.cpp)
 for target in "${targets[@]}"; do
