@@ -12,7 +12,6 @@
 #include <random>
 #include <thread>
 
-#include "../src/train/zip_check.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/data/image.hpp"
 #include "test_util.hpp"
@@ -29,9 +28,9 @@ std::string train_bin() { return ddpm::test::bin_dir() + "ddpm-train"; }
 std::vector<std::string> tensor_multiset(const std::string& path) {
   const auto bytes = ddpm::test::read_bytes(path);
   std::vector<std::string> out;
-  for (const auto& r : ddpm::read_zip_records(path))
+  for (const auto& r : ddpm::test::zip_entries(path))
     if (r.name.find("/data/") != std::string::npos)
-      out.emplace_back(bytes.begin() + r.data_offset, bytes.begin() + r.data_offset + r.size);
+      out.emplace_back(bytes.begin() + r.offset, bytes.begin() + r.offset + r.size);
   std::sort(out.begin(), out.end());
   return out;
 }

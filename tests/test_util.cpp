@@ -71,6 +71,11 @@ std::string read_string(const std::string& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
+std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path) {
+  const std::string bytes = read_string(path);
+  return ddpm::ZipReader(bytes).entries();
+}
+
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "io/zip_reader.hpp"
+
 namespace ddpm::test {
 std::string bin_dir();      ///< where ddpm-train etc. are (ends in '/')
 std::string source_dir();   ///< the repository root
@@ -25,6 +27,8 @@ std::string read_string(const std::string& path);  ///< the file's bytes as a st
 /// n 8×8 gray images of two classes (bright top half / bright left half, plus noise from
 /// `seed`) as an IDX image file and, when labels_path is not empty, an IDX label file.
 void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed);
+/// The entries of the zip file `path` (libddpm's zip reader): where each record's bytes lie.
+std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// The message of the exception `f` throws ("" if none).

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "tools/cpu_env.hpp"
+#include "ddpm/models/unet.hpp"
 #include "ddpm/runtime.hpp"
 #include "ddpm/util/errors.hpp"
 #include "ddpm/version.hpp"
@@ -27,12 +28,18 @@ void add_runtime_options(CLI::App& app, RuntimeOptions& options) {
   app.add_option("--log-level", options.log_level, "trace | debug | info | warn | error | off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--max-params", options.max_params,
+                 "largest network (parameters) built from a config or file; activations up to 16 bytes per "
+                 "parameter for one image")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 }
 
 c10::Device apply_runtime(const RuntimeOptions& options) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   ddpm::set_threads(options.threads);
+  ddpm::model_limits().max_params = options.max_params;
   match_blas_threads(at::get_num_threads());
 #if defined(__GLIBC__)
   // Keep freed memory in the process: by default glibc returns large blocks to the OS and

@@ -14,13 +14,14 @@ struct RuntimeOptions {
   std::string device = "auto";
   int threads = 0;  // 0 = all cores
   std::string log_level = "info";
+  int64_t max_params = 1000000000;  ///< ModelLimits::max_params: networks built from files are checked against it
 };
 
-/// Adds --device, --threads, --log-level and --version to `app`.
+/// Adds --device, --threads, --log-level, --max-params and --version to `app`.
 void add_runtime_options(CLI::App& app, RuntimeOptions& options);
 
-/// Sets the log level, the thread count (LibTorch's and OpenBLAS's) and the allocator's
-/// trimming policy, and resolves the device.
+/// Sets the log level, the thread count (LibTorch's and OpenBLAS's), the model size limit
+/// (ddpm::model_limits()) and the allocator's trimming policy, and resolves the device.
 /// Throws std::invalid_argument for a bad --device or --log-level.
 c10::Device apply_runtime(const RuntimeOptions& options);
 

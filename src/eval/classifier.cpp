@@ -6,7 +6,6 @@
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
-#include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
 #include <chrono>
@@ -15,6 +14,7 @@
 #include <stdexcept>
 
 #include "ddpm/util/errors.hpp"
+#include "io/torch_archive.hpp"
 
 namespace ddpm::eval {
 namespace {
@@ -143,46 +143,47 @@ void save_classifier(const std::string& path, const Classifier& model, double te
 }
 
 namespace {
-bool read_marker(torch::serialize::InputArchive& archive, const std::string& path) {
+// Read by libddpm's own archive reader (io/torch_archive.hpp), never LibTorch's loader.
+bool read_marker(const std::string& path, io::TorchArchive& archive) {
   try {
-    archive.load_from(path, c10::kCPU);
+    archive = io::read_torch_archive(path);
   } catch (const std::exception&) {
     return false;
   }
-  c10::IValue v;
-  return archive.try_read("libddpm", v) && v.isString() && v.toStringRef() == kMarker;
+  const c10::IValue* v = archive.value("libddpm");
+  return v && v->isString() && v->toStringRef() == kMarker;
 }
 }  // namespace
 
 bool is_classifier_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return false;
-  torch::serialize::InputArchive archive;
-  return read_marker(archive, path);
+  io::TorchArchive archive;
+  return read_marker(path, archive);
 }
 
 Classifier load_classifier(const std::string& path, double* test_accuracy) {
   const std::string what = "classifier '" + path + "'";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) bad_input(what, "cannot open");
-  torch::serialize::InputArchive archive;
-  if (!read_marker(archive, path)) bad_input(what, "not a libddpm classifier (see ddpm-eval fit-classifier)");
+  io::TorchArchive archive;
+  if (!read_marker(path, archive)) bad_input(what, "not a libddpm classifier (see ddpm-eval fit-classifier)");
   ClassifierConfig c;
   for (auto [key, field] : {std::pair<const char*, int64_t*>{"channels", &c.channels}, {"height", &c.height},
                             {"width", &c.width}, {"classes", &c.classes}, {"width1", &c.width1},
                             {"width2", &c.width2}, {"hidden", &c.hidden}}) {
-    c10::IValue v;
-    if (!archive.try_read(key, v) || !v.isInt()) bad_input(what, std::string("has no '") + key + "'");
-    *field = v.toInt();
+    const c10::IValue* v = archive.value(key);
+    if (!v || !v->isInt()) bad_input(what, std::string("has no '") + key + "'");
+    *field = v->toInt();
     if (*field < 1 || *field > 65536) bad_input(what, std::string("implausible '") + key + "'");
   }
-  c10::IValue acc;
-  if (test_accuracy) *test_accuracy = archive.try_read("test_accuracy", acc) && acc.isDouble() ? acc.toDouble() : -1;
+  const c10::IValue* acc = archive.value("test_accuracy");
+  if (test_accuracy) *test_accuracy = acc && acc->isDouble() ? acc->toDouble() : -1;
+  const io::TorchArchive* weights = archive.child("model");
+  if (!weights) bad_input(what, "has no weights");
   Classifier model(c);
-  torch::serialize::InputArchive weights;
-  if (!archive.try_read("model", weights)) bad_input(what, "has no weights");
   try {
-    model->load(weights);
+    io::load_module(*weights, *model);
   } catch (const std::exception& e) {
     bad_input(what, "weights do not fit its config (" + first_line(e.what()) + ")");
   }

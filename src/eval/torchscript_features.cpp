@@ -9,6 +9,7 @@
 
 #include "ddpm/eval/classifier.hpp"
 #include "ddpm/eval/features.hpp"
+#include "ddpm/eval/stats_file.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm::eval {
@@ -84,6 +85,11 @@ class ScriptFeatures : public FeatureNetwork {
       bad_input(what_, "forward returned " + shape_of(out.toTensor()) + " " +
                            std::string(c10::toString(out.toTensor().scalar_type())) + " for " +
                            std::to_string(images.size(0)) + " images, expected floating features [N, D]");
+    // The statistics are D×D (float64): the same cap as a statistics file's (a 25000-d output
+    // would be a 5 GB covariance for three images).
+    if (f.size(1) > kMaxStatsDim)
+      bad_input(what_, "forward returned " + std::to_string(f.size(1)) + "-d features, more than the limit of " +
+                           std::to_string(kMaxStatsDim));
     if (dim_ == 0) dim_ = f.size(1);
     return f.to(at::kCPU, at::kFloat);
   }

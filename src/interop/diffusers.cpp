@@ -395,6 +395,18 @@ UNet import_diffusers_weights(const StateDict& weights, const Config& config, co
   bool legacy = false;
   for (const auto& kv : weights)
     if (kv.first.find(".attentions.0.query.") != std::string::npos) legacy = true;
+  // The network is sized from the config before it is built (UNetConfig::validate_limits), and
+  // can have no more parameters than the weights file holds.
+  try {
+    config.model.validate_limits();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(what + ": " + e.what());
+  }
+  int64_t stored = 0;
+  for (const auto& kv : weights) stored += kv.second.numel();
+  if (parameter_count(config.model) > stored)
+    throw std::invalid_argument(what + ": the config describes a network of " + std::to_string(parameter_count(config.model)) +
+                                " parameters, the weights hold " + std::to_string(stored) + " values");
   UNet model(config.model);
   StateDict w = weights;
   if (config.model.time_embedding == TimeEmbedding::Interleaved) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
@@ -18,6 +19,12 @@ namespace ddpm {
 
 namespace {
 
+std::string approx(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", x);
+  return buf;
+}
+
 std::string join(const std::vector<int64_t>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
@@ -25,6 +32,56 @@ std::string join(const std::vector<int64_t>& v) {
 }
 
 bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+// Parameters of the layers (unet_layers.hpp), in double: exact below 2^53, never overflowing.
+double linear(double in, double out) { return in * out + out; }
+double conv(double in, double out, double k) { return in * out * k * k + out; }
+double norm(double c) { return 2 * c; }
+double res_block(double in, double out, double temb) {
+  return norm(in) + conv(in, out, 3) + linear(temb, out) + norm(out) + conv(out, out, 3) + (in != out ? conv(in, out, 1) : 0);
+}
+double attention_block(double c) { return norm(c) + 4 * conv(c, c, 1); }
+
+// The U-Net's parameters, layer by layer as UNetImpl::reset() builds them. Runs of identical
+// blocks are counted by multiplication, not one by one: a hostile config may ask for 10^18.
+double parameters_of(const UNetConfig& c) {
+  const double ch = static_cast<double>(c.base_channels), temb = 4 * ch, R = static_cast<double>(c.num_res_blocks);
+  double n = linear(ch, temb) + linear(temb, temb) + conv(static_cast<double>(c.image_channels), ch, 3);
+  if (c.num_classes > 0) n += (static_cast<double>(c.num_classes) + 1) * temb;
+  std::vector<std::pair<double, double>> skip{{ch, 1}};  // the maps kept for the up path: (channels, how many)
+  double cur = ch;
+  const int64_t L = c.levels();
+  for (int64_t l = 0; l < L; ++l) {
+    const double out = ch * static_cast<double>(c.channel_mult[l]);
+    const bool attn = contains(c.attention_resolutions, c.image_height >> l);
+    if (c.num_res_blocks > 0) {
+      n += res_block(cur, out, temb) + (R - 1) * res_block(out, out, temb) + (attn ? R * attention_block(out) : 0);
+      cur = out;
+      skip.emplace_back(out, R);
+    }
+    if (l != L - 1) {
+      n += c.resample == "conv" ? conv(cur, cur, 3) : 0;
+      skip.emplace_back(cur, 1);
+    }
+  }
+  n += 2 * res_block(cur, cur, temb) + attention_block(cur);
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const double out = ch * static_cast<double>(c.channel_mult[l]);
+    const bool attn = contains(c.attention_resolutions, c.image_height >> l);
+    // num_res_blocks + 1 blocks, each reading the current features concatenated with the last kept map.
+    for (double left = R + 1; left > 0;) {
+      auto& [s, k] = skip.back();
+      const double take = std::min(left, k);
+      n += res_block(cur + s, out, temb) + (take - 1) * res_block(out + s, out, temb);
+      cur = out;
+      left -= take;
+      if ((k -= take) == 0) skip.pop_back();
+    }
+    if (attn) n += (R + 1) * attention_block(out);
+    if (l != 0) n += conv(cur, cur, 3);
+  }
+  return n + norm(cur) + conv(cur, static_cast<double>(c.out_channels()), 3);
+}
 
 }  // namespace
 
@@ -44,11 +101,12 @@ void UNetConfig::validate() const {
   };
   if (image_channels != 1 && image_channels != 3 && image_channels != 4)
     bad("channels", std::to_string(image_channels) + " image channels; expected 1, 3 or 4");
-  if (base_channels <= 0) bad("base-channels", "must be positive, got " + std::to_string(base_channels));
+  if (base_channels <= 0 || base_channels > (int64_t{1} << 24))
+    bad("base-channels", "must be in [1, 16777216], got " + std::to_string(base_channels));
   if (channel_mult.empty()) bad("channel-mult", "needs at least one level");
   if (channel_mult.size() > 16) bad("channel-mult", "more than 16 levels");
   for (int64_t m : channel_mult)
-    if (m <= 0) bad("channel-mult", "entries must be positive, got " + join(channel_mult));
+    if (m <= 0 || m > 65536) bad("channel-mult", "entries must be in [1, 65536], got " + join(channel_mult));
   if (num_res_blocks < 0) bad("num-res-blocks", "must be >= 0, got " + std::to_string(num_res_blocks));
   if (num_heads <= 0) bad("num-heads", "must be positive, got " + std::to_string(num_heads));
   if (groups <= 0) bad("groups", "must be positive, got " + std::to_string(groups));
@@ -80,6 +138,21 @@ void UNetConfig::validate() const {
     if (!contains(heights, r))
       bad("attention-resolutions", std::to_string(r) + " matches no level's feature-map height (heights: " +
                                        join(heights) + ")");
+}
+
+void UNetConfig::validate_limits() const {
+  auto fail = [](const std::string& key, const std::string& what) { throw std::invalid_argument(key + ": " + what); };
+  const ModelLimits& limits = model_limits();
+  const double params = parameters_of(*this), activations = activation_bytes(*this);
+  if (params > static_cast<double>(limits.max_params))
+    fail("base-channels", "the network would have " + approx(params) +
+                             " parameters, more than the limit of " + std::to_string(limits.max_params) +
+                             " (--max-params raises it)");
+  if (activations > limits.activation_bytes_per_param * static_cast<double>(limits.max_params))
+    fail("image-size", "one image's forward pass would hold " + approx(activations / 1e9) +
+                          " GB of activations, more than the limit of " +
+                          approx(limits.activation_bytes_per_param * static_cast<double>(limits.max_params) / 1e9) +
+                          " GB (--max-params raises it)");
 }
 
 std::vector<LevelInfo> level_info(const UNetConfig& config) {
@@ -117,6 +190,7 @@ at::Tensor class_rows(const at::Tensor& labels, int64_t B, int64_t num_classes, 
 
 UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   config_.validate();
+  config_.validate_limits();
   reset();
 }
 
@@ -290,9 +364,29 @@ int64_t count_parameters(const torch::nn::Module& module) {
   return n;
 }
 
+ModelLimits& model_limits() {
+  static ModelLimits limits;
+  return limits;
+}
+
 int64_t parameter_count(const UNetConfig& config) {
-  UNet model(config);
-  return count_parameters(*model);
+  const double n = parameters_of(config);
+  return n >= 9.2e18 ? INT64_MAX : static_cast<int64_t>(n);
+}
+
+double activation_bytes(const UNetConfig& c) {
+  double skips = static_cast<double>(c.base_channels) * c.image_height * c.image_width;  // conv_in
+  double widest = 0, attention = 0;
+  for (int64_t l = 0; l < c.levels(); ++l) {
+    const double ch = static_cast<double>(c.base_channels) * c.channel_mult[l];
+    const double hw = std::ldexp(static_cast<double>(c.image_height), -static_cast<int>(l)) *
+                      std::ldexp(static_cast<double>(c.image_width), -static_cast<int>(l));
+    skips += ch * hw * (c.num_res_blocks + (l != c.levels() - 1 ? 1 : 0));
+    widest = std::max(widest, 2 * ch * hw);
+    if (contains(c.attention_resolutions, c.image_height >> l) || l == c.levels() - 1)
+      attention = std::max(attention, static_cast<double>(c.num_heads) * hw * hw);
+  }
+  return 4.0 * (skips + 4 * widest + attention);
 }
 
 double forward_flops(const UNetConfig& config) {

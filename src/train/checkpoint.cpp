@@ -16,7 +16,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "train/zip_check.hpp"
+#include "io/torch_archive.hpp"
 
 namespace fs = std::filesystem;
 
@@ -151,7 +151,7 @@ std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step) 
 
 // ---------------------------------------------------------------- reading
 
-CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) : path_(path) {
+CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) : path_(path), device_(device) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(path, "no such file or directory");
   if (fs::is_directory(path, ec)) {
@@ -161,38 +161,35 @@ CheckpointReader::CheckpointReader(const std::string& path, c10::Device device) 
   // A FIFO or a device would block or stream without end: checkpoints are regular files.
   if (!fs::is_regular_file(path_, ec)) fail(path_, "is not a regular file");
   if (fs::file_size(path_, ec) == 0) fail(path_, "file is empty");
-  if (const std::string why = verify_zip_records(path_); !why.empty()) {
+  try {
+    archive_ = std::make_unique<const io::TorchArchive>(io::read_torch_archive(path_));
+  } catch (const std::exception& e) {  // std::invalid_argument; c10::Error from a tensor op
     std::string previous;
     if (fs::is_directory(path, ec)) {
       auto all = list_checkpoints(path);
       if (all.size() >= 2) previous = "; the previous checkpoint is " + all[all.size() - 2];
     }
-    corrupt(path_, "is corrupt, truncated or not a checkpoint (" + why + ")" + previous);
+    corrupt(path_, "is corrupt, truncated or not a checkpoint (" + first_line(e.what()) + ")" + previous);
   }
-  archive_ = std::make_unique<torch::serialize::InputArchive>();
-  try {
-    archive_->load_from(path_, device);
-  } catch (const std::exception& e) {
-    corrupt(path_, "cannot be read, truncated or not a checkpoint (" + first_line(e.what()) + ")");
-  }
-  c10::IValue v;
-  try {
-    if (!archive_->try_read("libddpm", v) || !v.isString() || v.toStringRef() != kMarker)
-      fail(path_, "not a libddpm checkpoint (no 'libddpm' marker)");
-    if (!archive_->try_read("format_version", v) || !v.isInt()) fail(path_, "has no format version");
-    format_version_ = v.toInt();
-    if (format_version_ != kCheckpointFormatVersion)
-      fail(path_, "format version " + std::to_string(format_version_) + " is not supported (this build reads version " +
-                      std::to_string(kCheckpointFormatVersion) + ")");
-    if (!archive_->try_read("config", v) || !v.isString()) fail(path_, "has no config");
-    config_toml_ = v.toStringRef();
-    if (!archive_->try_read("step", v) || !v.isInt()) fail(path_, "has no step");
-    step_ = v.toInt();
-  } catch (const std::invalid_argument&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail(path_, "cannot be read (" + first_line(e.what()) + ")");
-  }
+  auto text = [&](const char* key) -> const c10::IValue* {
+    const c10::IValue* v = archive_->value(key);
+    return v && v->isString() ? v : nullptr;
+  };
+  auto integer = [&](const char* key) -> const c10::IValue* {
+    const c10::IValue* v = archive_->value(key);
+    return v && v->isInt() ? v : nullptr;
+  };
+  if (!text("libddpm") || text("libddpm")->toStringRef() != kMarker)
+    fail(path_, "not a libddpm checkpoint (no 'libddpm' marker)");
+  if (!integer("format_version")) fail(path_, "has no format version");
+  format_version_ = integer("format_version")->toInt();
+  if (format_version_ != kCheckpointFormatVersion)
+    fail(path_, "format version " + std::to_string(format_version_) + " is not supported (this build reads version " +
+                    std::to_string(kCheckpointFormatVersion) + ")");
+  if (!text("config")) fail(path_, "has no config");
+  config_toml_ = text("config")->toStringRef();
+  if (!integer("step")) fail(path_, "has no step");
+  step_ = integer("step")->toInt();
 }
 
 CheckpointReader::~CheckpointReader() = default;
@@ -207,73 +204,85 @@ Config CheckpointReader::config() const {
 }
 
 void CheckpointReader::load_module(const std::string& key, torch::nn::Module& module) const {
-  torch::serialize::InputArchive sub;
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
-  for (const auto& p : module.named_parameters()) shapes.emplace_back(p.key(), p.value().sizes().vec());
+  const io::TorchArchive* sub = archive_->child(key);
+  if (!sub) fail(path_, "has no '" + key + "' weights");
   try {
-    if (!archive_->try_read(key, sub)) fail(path_, "has no '" + key + "' weights");
-    module.load(sub);
-  } catch (const std::invalid_argument&) {
-    throw;
+    io::load_module(*sub, module);
   } catch (const std::exception& e) {
     fail(path_, "'" + key + "' weights do not fit the model (" + first_line(e.what()) + ")");
   }
-  // Module::load adopts the stored tensors whatever their shape; a mismatch means another config.
-  auto params = module.named_parameters();
-  for (const auto& [name, shape] : shapes)
-    if (params[name].sizes().vec() != shape)
-      fail(path_, "'" + key + "' weight " + name + " has another shape than the model's");
 }
 
 void CheckpointReader::load_model(torch::nn::Module& model) const { load_module("model", model); }
 
-bool CheckpointReader::has_ema() const {
-  auto keys = archive_->keys();
-  return std::find(keys.begin(), keys.end(), "ema") != keys.end();
-}
+bool CheckpointReader::has_ema() const { return archive_->child("ema") != nullptr; }
 
 void CheckpointReader::load_ema(torch::nn::Module& shadow) const { load_module("ema", shadow); }
 
 int64_t CheckpointReader::ema_updates() const {
-  c10::IValue v;
-  return archive_->try_read("ema_updates", v) && v.isInt() ? v.toInt() : 0;
+  const c10::IValue* v = archive_->value("ema_updates");
+  return v && v->isInt() ? v->toInt() : 0;
 }
 
-bool CheckpointReader::has_optimizer() const {
-  auto keys = archive_->keys();
-  return std::find(keys.begin(), keys.end(), "optimizer") != keys.end();
+bool CheckpointReader::has_optimizer() const { return archive_->child("optimizer") != nullptr; }
+
+namespace {
+// The optimizer's state goes back through LibTorch's own Optimizer::load, which reads only an
+// InputArchive: the values read above (numbers, strings, tuples, tensors — nothing else can be
+// in them) are written into a fresh archive by LibTorch's writer and that one is loaded. The
+// bytes LibTorch's loader sees are its own writer's, never the file's.
+void write_archive(const io::TorchArchive& from, torch::serialize::OutputArchive& to) {
+  for (const auto& [key, value] : from.values)
+    if (value.isTensor())
+      to.write(key, value.toTensor());
+    else
+      to.write(key, value);
+  for (const auto& [key, child] : from.children) {
+    torch::serialize::OutputArchive sub(to.compilation_unit());
+    write_archive(*child, sub);
+    to.write(key, sub);
+  }
 }
+}  // namespace
 
 void CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) const {
-  torch::serialize::InputArchive sub;
+  const io::TorchArchive* state = archive_->child("optimizer");
+  if (!state) fail(path_, "has no optimizer state");
   try {
-    if (!archive_->try_read("optimizer", sub)) fail(path_, "has no optimizer state");
-    optimizer.load(sub);
-  } catch (const std::invalid_argument&) {
-    throw;
+    torch::serialize::OutputArchive out;
+    write_archive(*state, out);
+    std::ostringstream bytes;
+    out.save_to(bytes);
+    std::istringstream in(bytes.str());
+    torch::serialize::InputArchive archive;
+    archive.load_from(in, device_);
+    optimizer.load(archive);
   } catch (const std::exception& e) {
     fail(path_, "optimizer state does not fit (" + first_line(e.what()) + ")");
   }
 }
 
 at::Tensor CheckpointReader::rng_state(const std::string& name) const {
-  torch::serialize::InputArchive sub;
-  at::Tensor state;
-  if (!archive_->try_read("rng", sub) || !sub.try_read(name, state)) return {};
-  return state.cpu();
+  const io::TorchArchive* rng = archive_->child("rng");
+  const c10::IValue* v = rng ? rng->value(name) : nullptr;
+  return v && v->isTensor() ? v->toTensor() : at::Tensor();
 }
 
 LoaderState CheckpointReader::data_state() const {
   LoaderState s;
-  c10::IValue v;
-  if (archive_->try_read("data_epoch", v) && v.isInt()) s.epoch = v.toInt();
-  if (archive_->try_read("data_position", v) && v.isInt()) s.position = v.toInt();
+  if (const c10::IValue* v = archive_->value("data_epoch"); v && v->isInt()) s.epoch = v->toInt();
+  if (const c10::IValue* v = archive_->value("data_position"); v && v->isInt()) s.position = v->toInt();
   return s;
 }
 
 LoadedModel load_model_for_sampling(const std::string& path, c10::Device device, bool use_ema) {
   CheckpointReader reader(path);
   Config config = reader.config();
+  try {
+    config.model.validate_limits();  // sized from the config before anything is built
+  } catch (const std::invalid_argument& e) {
+    fail(reader.path(), e.what());
+  }
   UNet model(config.model);
   const bool ema = use_ema && reader.has_ema();
   if (ema)

@@ -78,6 +78,10 @@ struct UNetConfig {
   /// Throws std::invalid_argument naming the offending key (including a size that
   /// does not divide by 2^(levels−1), naming the size and the divisor).
   void validate() const;
+  /// Throws std::invalid_argument when the network would exceed model_limits() (parameters or
+  /// one image's activations), computed from the config alone: UNet's constructor calls it
+  /// before building anything. Call validate() first.
+  void validate_limits() const;
   /// Throws std::invalid_argument unless height and width divide by 2^(levels−1).
   void validate_size(int64_t height, int64_t width) const;
 };
@@ -158,7 +162,26 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, TimeEmbedding la
 /// Number of trainable parameters (requires_grad) of a module.
 int64_t count_parameters(const torch::nn::Module& module);
 
-/// Number of parameters of the U-Net described by `config` (builds it on the CPU and counts).
+/// Bounds on a U-Net built from a config, checked by UNetConfig::validate() — before any weight
+/// is allocated — so a config from a file (checkpoint, diffusers, --config) cannot make the
+/// process allocate without bound. Defaults: 10^9 parameters (4 GB of float32 weights) and
+/// 16 bytes of activations per allowed parameter for one image (16 GB). The tools raise both
+/// with --max-params N.
+struct ModelLimits {
+  int64_t max_params = 1000000000;
+  double activation_bytes_per_param = 16.0;
+};
+/// The process-wide limits (the tools set them from --max-params).
+ModelLimits& model_limits();
+
+/// Bytes of float32 activations one forward pass of one image of the config's size holds at
+/// its peak, estimated from the config alone: every feature map the down path keeps for the
+/// up path, four maps of the widest concatenation, and the largest attention matrix
+/// (num_heads × (H·W)² at an attention level). Computed in double: no overflow.
+double activation_bytes(const UNetConfig& config);
+
+/// Number of parameters of the U-Net described by `config`, counted from the architecture
+/// without building it (saturates at INT64_MAX). Validates the config's values but not its size.
 int64_t parameter_count(const UNetConfig& config);
 
 /// Multiply-adds × 2 of one forward pass for one image of the config's size, as the

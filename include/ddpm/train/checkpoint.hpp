@@ -14,8 +14,10 @@
 //   data_epoch, data_position   the loader's LoaderState
 // Files are serialized in memory, written to "<path>.tmp" (every write checked), fsynced, renamed,
 // and the directory fsynced: a crash or a full disk mid-save never leaves a half-written
-// checkpoint under a checkpoint's name, and the previous one stays. On load the CRC-32 the zip
-// format keeps for every record is verified (LibTorch does not), so bit flips are reported.
+// checkpoint under a checkpoint's name, and the previous one stays. Files are read without
+// LibTorch's loader (src/io/torch_archive.hpp: the bounded zip reader and the restricted
+// unpickler; nothing in a file is run): the CRC-32 of every record is verified, every tensor
+// must lie inside its storage, and anything outside the layout above is refused.
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -33,8 +35,8 @@
 namespace torch::optim {
 class Optimizer;
 }
-namespace torch::serialize {
-class InputArchive;
+namespace ddpm::io {
+struct TorchArchive;
 }
 
 namespace ddpm {
@@ -89,7 +91,8 @@ std::string abandon_checkpoints_after(const std::string& run_dir, int64_t step);
 
 /// An opened checkpoint. Every failure is a std::invalid_argument with a one-line
 /// message naming the file and what is wrong (missing, not a regular file, truncated, foreign,
-/// unknown version, weights that do not fit the model); damaged bytes are a CorruptCheckpointError.
+/// unknown version, weights that do not fit the model); damaged bytes and files outside the
+/// checkpoint layout are a CorruptCheckpointError.
 class CheckpointReader {
  public:
   /// `path`: a checkpoint file, or a run directory (its latest checkpoint).
@@ -129,7 +132,8 @@ class CheckpointReader {
  private:
   void load_module(const std::string& key, torch::nn::Module& module) const;
   std::string path_;
-  std::unique_ptr<torch::serialize::InputArchive> archive_;
+  std::unique_ptr<const io::TorchArchive> archive_;
+  c10::Device device_;  ///< where the optimizer state goes
   int64_t format_version_ = 0, step_ = 0;
   std::string config_toml_;
 };
