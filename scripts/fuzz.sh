@@ -1,18 +1,79 @@
 #!/usr/bin/env bash
-# A longer fuzzing run of the checkpoint integrity check (zip directory parser + CRC-32) with
-# libFuzzer, seeded with tests/data/fuzz/checkpoint and a real checkpoint.
-#   scripts/fuzz.sh [seconds=300]      (needs clang++ with libFuzzer; Debian: apt-get install clang)
-# New crashing inputs are written to build-fuzz/; copy minimized ones into tests/data/fuzz/checkpoint
-# so that ctest (FuzzCorpus.*) replays them.
+# Longer fuzzing runs with libFuzzer (+ AddressSanitizer, UndefinedBehaviorSanitizer) of the
+# readers of untrusted files, each seeded with its tests/data/fuzz/<dir> corpus:
+#   zip_records  the checkpoint integrity check (zip directory parser + CRC-32)   -> checkpoint/
+#   toml         the TOML reader (configs, a checkpoint's config)                   -> toml/
+#   json         the strict JSON reader (safetensors headers, diffusers configs)   -> json/
+#   image        the image loader (stb_image + libddpm's checks) and the resize    -> image/
+#
+#   scripts/fuzz.sh [seconds-per-target=300] [target...]     (default: every target)
+#
+# Needs clang++ with libFuzzer (Debian: clang; installed here when missing and root). Memory
+# over 2 GB (-rss_limit_mb) and a single input over 10 s count as findings, not just crashes.
+# New crashing inputs are written to build-fuzz/<target>/; copy minimized ones into
+# tests/data/fuzz/<dir> so that ctest (FuzzCorpus.*) replays them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-300}
-command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2; exit 2; }
+shift || true
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(zip_records toml json image)
+
+if ! command -v clang++ >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang >/dev/null
+  else
+    echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2
+    exit 2
+  fi
+fi
+
 out=build-fuzz
-mkdir -p "$out/corpus"
-clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude \
-  tests/fuzz/fuzz_zip_records.cpp src/train/zip_check.cpp src/io/crc32.cpp -o "$out/fuzz_zip_records"
-cp tests/data/fuzz/checkpoint/* "$out/corpus/"
-# A real checkpoint as a seed, when a build has one lying around.
-find build -name 'ckpt-*.pt' -size -2M 2>/dev/null | head -1 | xargs -r -I{} cp {} "$out/corpus/real.pt"
-"$out/fuzz_zip_records" -max_total_time="$seconds" -max_len=65536 -artifact_prefix="$out/" "$out/corpus"
+flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc)
+build() {  # build <target> <sources...> [-- link flags]
+  local name=$1
+  shift
+  mkdir -p "$out/$name/corpus"
+  clang++ "${flags[@]}" "$@" -o "$out/fuzz_$name"
+}
+
+for t in "${targets[@]}"; do
+  case $t in
+    zip_records)
+      build zip_records tests/fuzz/fuzz_zip_records.cpp src/train/zip_check.cpp src/io/crc32.cpp
+      seed=checkpoint
+      # A real checkpoint as a seed, when a build has one lying around.
+      find build -name 'ckpt-*.pt' -size -2M 2>/dev/null | head -1 | xargs -r -I{} cp {} "$out/$t/corpus/real.pt"
+      ;;
+    toml)
+      build toml tests/fuzz/fuzz_toml.cpp src/io/toml.cpp
+      seed=toml
+      cp configs/*.toml "$out/$t/corpus/" 2>/dev/null || true
+      ;;
+    json)
+      build json tests/fuzz/fuzz_json.cpp src/io/json.cpp
+      seed=json
+      cp tests/data/schedules.json "$out/$t/corpus/"
+      ;;
+    image)
+      # stb is compiled in (instrumented, so its decoders' coverage guides the fuzzer); image.cpp
+      # uses ATen for its tensor helpers: LibTorch's headers and libraries, not instrumented.
+      build image tests/fuzz/fuzz_image.cpp tests/fuzz/stb_impl.cpp src/data/image.cpp -I/usr/include/stb \
+        -ltorch_cpu -lc10
+      seed=image
+      ;;
+    *) echo "fuzz.sh: unknown target '$t' (zip_records, toml, json, image)" >&2; exit 2 ;;
+  esac
+  cp "tests/data/fuzz/$seed"/* "$out/$t/corpus/"
+  echo "fuzz.sh: $t for ${seconds}s (log: $out/$t/log.txt)" >&2
+  if ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} \
+    "$out/fuzz_$t" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="$out/$t/" "$out/$t/corpus" >"$out/$t/log.txt" 2>&1; then
+    echo "fuzz.sh: $t: no finding ($(grep -E '^#[0-9]+.*(DONE|pulse)' "$out/$t/log.txt" | tail -1))" >&2
+  else
+    echo "fuzz.sh: $t: FINDING, see $out/$t/log.txt and $out/$t/crash-* / oom-* / timeout-*" >&2
+    tail -30 "$out/$t/log.txt" >&2
+    status=1
+  fi
+done
+exit "${status:-0}"

@@ -196,32 +196,42 @@ Image resize_center_crop(const Image& image, int height, int width) {
   // Scale so that the image covers height × width (the shorter side, relative to
   // the target's aspect, fits exactly), then cut the centre.
   const double scale = std::max(static_cast<double>(height) / image.height, static_cast<double>(width) / image.width);
-  const int sh = std::max(height, static_cast<int>(std::lround(image.height * scale)));
-  const int sw = std::max(width, static_cast<int>(std::lround(image.width * scale)));
+  const int64_t sh = std::max<int64_t>(height, std::llround(image.height * scale));
+  const int64_t sw = std::max<int64_t>(width, std::llround(image.width * scale));
   const int c = image.channels;
-
-  Image scaled;
-  if (sh == image.height && sw == image.width) {
-    scaled = image;
-  } else {
-    scaled.width = sw;
-    scaled.height = sh;
-    scaled.channels = c;
-    scaled.pixels.resize(static_cast<size_t>(sw) * sh * c);
-    if (!stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, scaled.pixels.data(), sw, sh, 0, c))
-      throw std::runtime_error("resize_center_crop: stbir_resize_uint8 failed");
-  }
-  if (sh == height && sw == width) return scaled;
+  const int64_t top = (sh - height) / 2, left = (sw - width) / 2;
 
   Image out;
   out.width = width;
   out.height = height;
   out.channels = c;
   out.pixels.resize(static_cast<size_t>(width) * height * c);
-  const int top = (sh - height) / 2, left = (sw - width) / 2;
-  for (int y = 0; y < height; ++y)
-    std::memcpy(&out.pixels[static_cast<size_t>(y) * width * c],
-                &scaled.pixels[(static_cast<size_t>(top + y) * sw + left) * c], static_cast<size_t>(width) * c);
+  if (sh == image.height && sw == image.width) {  // no scaling: the crop alone
+    for (int y = 0; y < height; ++y)
+      std::memcpy(&out.pixels[static_cast<size_t>(y) * width * c],
+                  &image.pixels[(static_cast<size_t>(top + y) * sw + left) * c], static_cast<size_t>(width) * c);
+    return out;
+  }
+  // Only the crop is resampled, never the whole scaled image: a 1×2^24 strip scaled to cover
+  // 32×32 would be 32×2^29 pixels (it took 3.4 GB, then aborted). stbir's transform is the
+  // one stbir_resize_uint8 uses for sw × sh (scale output/input as a float), shifted by the
+  // crop's corner, so every output pixel is the one the full resize would have there.
+  const float x_scale = static_cast<float>(sw) / image.width, y_scale = static_cast<float>(sh) / image.height;
+  // stbir decodes whole input rows as floats; rows it reads only where needed, but a row is
+  // all its columns: a 2^24-wide strip would cost 64 MB a row. When the crop needs less than
+  // half of them, it gets only those (with the filter's reach on each side, 2 pixels of the
+  // wider scale, doubled): nothing outside them touches the output.
+  int64_t col0 = 0, cols = image.width;
+  const double reach = 4.0 / std::min(1.0, static_cast<double>(x_scale)) + 4;
+  const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(left / x_scale - reach)));
+  const int64_t last = std::min<int64_t>(image.width, static_cast<int64_t>(std::ceil((left + width) / x_scale + reach)));
+  if (last - first < image.width / 2) col0 = first, cols = last - first;
+  const float x_offset = static_cast<float>(static_cast<double>(left) - static_cast<double>(col0) * x_scale);
+  if (!stbir_resize_subpixel(image.pixels.data() + col0 * c, static_cast<int>(cols), image.height, image.width * c,
+                             out.pixels.data(), width, height, 0, STBIR_TYPE_UINT8, c, STBIR_ALPHA_CHANNEL_NONE, 0,
+                             STBIR_EDGE_CLAMP, STBIR_EDGE_CLAMP, STBIR_FILTER_DEFAULT, STBIR_FILTER_DEFAULT,
+                             STBIR_COLORSPACE_LINEAR, nullptr, x_scale, y_scale, x_offset, static_cast<float>(top)))
+    throw std::runtime_error("resize_center_crop: stbir_resize_subpixel failed");
   return out;
 }
 

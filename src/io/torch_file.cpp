@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ddpm/util/limits.hpp"
 #include "io/zip_reader.hpp"
 
 namespace ddpm::torch_file {
@@ -39,6 +40,30 @@ struct Obj {
   std::vector<std::pair<P, P>> dict;  ///< Dict (insertion order)
   std::shared_ptr<Storage> storage;
   at::Tensor tensor;
+  int depth = 1;  ///< nesting depth of a Tuple/List/Dict (bounded: limits::kMaxPickleDepth)
+  Obj() = default;
+  Obj(const Obj&) = delete;
+  Obj& operator=(const Obj&) = delete;
+  // Children are released with a work list, not by recursion: a chain nested deeper than the
+  // depth bound (through a list appended to after it was nested) cannot overflow the stack.
+  ~Obj() {
+    std::vector<P> pending;
+    auto take_children = [&pending](Obj& o) {
+      for (P& x : o.items) pending.push_back(std::move(x));
+      for (auto& [k, v] : o.dict) {
+        pending.push_back(std::move(k));
+        pending.push_back(std::move(v));
+      }
+      o.items.clear();
+      o.dict.clear();
+    };
+    take_children(*this);
+    while (!pending.empty()) {
+      P p = std::move(pending.back());
+      pending.pop_back();
+      if (p && p.use_count() == 1) take_children(*p);
+    }
+  }
 };
 
 P make(Kind k) {
@@ -114,14 +139,14 @@ class Unpickler {
         case ']': push(make(Kind::List)); break;
         case ')': push(make(Kind::Tuple)); break;
         case '(': push(make(Kind::Mark)); break;
-        case 't': { auto p = make(Kind::Tuple); p->items = pop_mark(); push(p); break; }
+        case 't': { auto p = make(Kind::Tuple); p->items = pop_mark(); push(nest_all(p)); break; }
         case 0x85: case 0x86: case 0x87: {
           const size_t n = op - 0x84u;
           if (stack_.size() < n) fail("stack underflow");
           auto p = make(Kind::Tuple);
           p->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
           stack_.resize(stack_.size() - n);
-          push(p);
+          push(nest_all(p));
           break;
         }
         case 'q': memo(le(1)); break;
@@ -136,13 +161,14 @@ class Unpickler {
           push(p);
           break;
         }
-        case 'a': { P v = pop(); container(Kind::List)->items.push_back(v); break; }
-        case 'e': { auto xs = pop_mark(); auto l = container(Kind::List); l->items.insert(l->items.end(), xs.begin(), xs.end()); break; }
-        case 's': { P v = pop(), k = pop(); container(Kind::Dict)->dict.emplace_back(k, v); break; }
+        case 'a': { P v = pop(); nest(container(Kind::List), v)->items.push_back(v); break; }
+        case 'e': { auto xs = pop_mark(); auto l = container(Kind::List); for (const P& x : xs) nest(l, x); l->items.insert(l->items.end(), xs.begin(), xs.end()); break; }
+        case 's': { P v = pop(), k = pop(); nest(nest(container(Kind::Dict), k), v)->dict.emplace_back(k, v); break; }
         case 'u': {
           auto xs = pop_mark();
           if (xs.size() % 2) fail("odd SETITEMS");
           auto d = container(Kind::Dict);
+          for (const P& x : xs) nest(d, x);
           for (size_t k = 0; k < xs.size(); k += 2) d->dict.emplace_back(xs[k], xs[k + 1]);
           break;
         }
@@ -197,6 +223,17 @@ class Unpickler {
     P p = stack_.back();
     stack_.pop_back();
     return p;
+  }
+  // Raises a container's depth for a child put into it; refuses nesting past the bound.
+  P nest(P c, const P& child) {
+    c->depth = std::max(c->depth, child->depth + 1);
+    if (c->depth > limits::kMaxPickleDepth)
+      fail("containers nested more than " + std::to_string(limits::kMaxPickleDepth) + " deep");
+    return c;
+  }
+  P nest_all(P c) {
+    for (const P& x : c->items) nest(c, x);
+    return c;
   }
   std::vector<P> pop_mark() {
     for (size_t k = stack_.size(); k-- > 0;)
