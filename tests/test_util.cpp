@@ -90,7 +90,7 @@ Measured run_measured(const std::string& command_line) {
 }
 
 Measured run_forked(const std::function<void()>& f, double limit_mb) {
-  const double rss_mb = proc_status_mb("VmRSS"), size_mb = proc_status_mb("VmSize");
+  const double size_mb = proc_status_mb("VmSize");
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
@@ -99,6 +99,10 @@ Measured run_forked(const std::function<void()>& f, double limit_mb) {
     const auto limit = static_cast<rlim_t>((size_mb + limit_mb) * 1024 * 1024);
     struct rlimit rl {limit, limit};
     ::setrlimit(RLIMIT_AS, &rl);
+    // The child's own peak, from here: reset its high-water mark to what it holds now (pages
+    // shared with the parent after fork count only once touched, so the parent's RSS is no baseline).
+    const double start_mb = proc_status_mb("VmRSS");
+    { std::ofstream("/proc/self/clear_refs") << "5"; }
     int code = 1;
     std::string what;
     try {
@@ -110,7 +114,8 @@ Measured run_forked(const std::function<void()>& f, double limit_mb) {
       code = 0;
       what = e.what();
     }
-    if (::write(fds[1], what.data(), what.size()) < 0) code = 3;
+    const std::string report = std::to_string(proc_status_mb("VmHWM") - start_mb) + "\n" + what;
+    if (::write(fds[1], report.data(), report.size()) < 0) code = 3;
     ::_exit(code);
   }
   ::close(fds[1]);
@@ -120,10 +125,14 @@ Measured run_forked(const std::function<void()>& f, double limit_mb) {
   while ((n = ::read(fds[0], buf, sizeof buf)) > 0) m.output.append(buf, static_cast<size_t>(n));
   ::close(fds[0]);
   int status = 0;
-  struct rusage usage {};
-  ::wait4(pid, &status, 0, &usage);
+  ::waitpid(pid, &status, 0);
   m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  m.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0 - rss_mb;
+  if (const size_t nl = m.output.find('\n'); nl != std::string::npos) {
+    m.peak_rss_mb = std::stod(m.output.substr(0, nl));
+    m.output.erase(0, nl + 1);
+  } else {
+    m.peak_rss_mb = 1e9;  // killed before it could report: no bound holds
+  }
   return m;
 }
 

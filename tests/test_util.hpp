@@ -37,7 +37,7 @@ Measured run_measured(const std::string& command_line);
 /// Runs `f` in a forked child under an address-space limit of `limit_mb` above this process's
 /// current size (so that an unbounded allocation fails there, not on the machine). exit_code:
 /// 0 = `f` threw (output = what()), 1 = returned, 2 = std::bad_alloc, 128 + signal when killed.
-/// peak_rss_mb is the child's peak minus this process's resident set at the fork.
+/// peak_rss_mb is the child's peak resident set (VmHWM) above what it held when `f` started.
 Measured run_forked(const std::function<void()>& f, double limit_mb);
 
 /// The message of the exception `f` throws ("" if none).

@@ -217,20 +217,30 @@ Image resize_center_crop(const Image& image, int height, int width) {
   // one stbir_resize_uint8 uses for sw × sh (scale output/input as a float), shifted by the
   // crop's corner, so every output pixel is the one the full resize would have there.
   const float x_scale = static_cast<float>(sw) / image.width, y_scale = static_cast<float>(sh) / image.height;
-  // stbir decodes whole input rows as floats; rows it reads only where needed, but a row is
-  // all its columns: a 2^24-wide strip would cost 64 MB a row. When the crop needs less than
-  // half of them, it gets only those (with the filter's reach on each side, 2 pixels of the
-  // wider scale, doubled): nothing outside them touches the output.
-  int64_t col0 = 0, cols = image.width;
-  const double reach = 4.0 / std::min(1.0, static_cast<double>(x_scale)) + 4;
-  const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(left / x_scale - reach)));
-  const int64_t last = std::min<int64_t>(image.width, static_cast<int64_t>(std::ceil((left + width) / x_scale + reach)));
-  if (last - first < image.width / 2) col0 = first, cols = last - first;
-  const float x_offset = static_cast<float>(static_cast<double>(left) - static_cast<double>(col0) * x_scale);
-  if (!stbir_resize_subpixel(image.pixels.data() + col0 * c, static_cast<int>(cols), image.height, image.width * c,
+  // Only the rows and columns the crop needs go to stbir (with the filter's reach on each side:
+  // 2 pixels at the wider scale, doubled; nothing outside touches the output), when that is
+  // less than half of them. stbir decodes whole input rows as floats (a 2^24-wide strip is
+  // 64 MB a row), and an offset as large as 2^28 in its float arithmetic trips its own
+  // assertion (the SIGABRT of a 1×2^24 image); in the window the offset is a few pixels.
+  struct Window {
+    int64_t first, count;
+    float offset;
+  };
+  auto window = [](int64_t size, float scale, int64_t crop_first, int64_t crop_size) {
+    const double reach = 4.0 / std::min(1.0, static_cast<double>(scale)) + 4;
+    const double s = scale;
+    const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(crop_first / s - reach)));
+    const int64_t last = std::min<int64_t>(size, static_cast<int64_t>(std::ceil((crop_first + crop_size) / s + reach)));
+    if (last - first >= size / 2) return Window{0, size, static_cast<float>(crop_first)};
+    return Window{first, last - first, static_cast<float>(static_cast<double>(crop_first) - first * static_cast<double>(scale))};
+  };
+  const Window wx = window(image.width, x_scale, left, width), wy = window(image.height, y_scale, top, height);
+  const size_t stride = static_cast<size_t>(image.width) * c;
+  if (!stbir_resize_subpixel(image.pixels.data() + static_cast<size_t>(wy.first) * stride + static_cast<size_t>(wx.first) * c,
+                             static_cast<int>(wx.count), static_cast<int>(wy.count), static_cast<int>(stride),
                              out.pixels.data(), width, height, 0, STBIR_TYPE_UINT8, c, STBIR_ALPHA_CHANNEL_NONE, 0,
                              STBIR_EDGE_CLAMP, STBIR_EDGE_CLAMP, STBIR_FILTER_DEFAULT, STBIR_FILTER_DEFAULT,
-                             STBIR_COLORSPACE_LINEAR, nullptr, x_scale, y_scale, x_offset, static_cast<float>(top)))
+                             STBIR_COLORSPACE_LINEAR, nullptr, x_scale, y_scale, wx.offset, wy.offset))
     throw std::runtime_error("resize_center_crop: stbir_resize_subpixel failed");
   return out;
 }
