@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fetches, on a machine with a Debian/Ubuntu package registry, the .deb files that
 # scripts/gpu-check.sh needs on a machine without one: the -dev packages of the build
-# (CLI11, spdlog + fmt, stb, GoogleTest), their runtime libraries, and Fashion-MNIST for
+# (CLI11, spdlog + fmt, stb, zlib, GoogleTest), their runtime libraries, and Fashion-MNIST for
 # the 60 s training run. They go to .deps/debs/ (ignored by git); copy the clone over.
 # Needs only apt-get (no root: `apt-get download` writes to the current folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=.deps/debs
-packages=(libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libstb-dev libstb0
+packages=(libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libstb-dev libstb0 zlib1g-dev zlib1g
           libgtest-dev googletest dataset-fashion-mnist)
 command -v apt-get >/dev/null || { echo "fetch-gpu-debs: apt-get not found: run this on a Debian/Ubuntu machine" >&2; exit 1; }
 mkdir -p "$DEST"

@@ -8,7 +8,7 @@ if [ "${1:-}" = "--torch2" ]; then
   exit 0
 fi
 
-packages=(cmake g++ make ccache python3-venv pkg-config libtorch-dev libcli11-dev libstb-dev libspdlog-dev libgtest-dev
+packages=(cmake g++ make ccache python3-venv pkg-config libtorch-dev libcli11-dev libstb-dev zlib1g-dev libspdlog-dev libgtest-dev
           libgloo-dev libopenblas0-pthread dataset-fashion-mnist
           python3-torch iproute2  # torchrun and ip netns: the data-parallel tests
           doxygen)                # the API reference (cmake --build build --target docs) and its ctest

@@ -26,6 +26,9 @@
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/io/crc32.hpp"
+#include "ddpm/io/safetensors.hpp"
+#include "ddpm/io/torch_file.hpp"
+#include "ddpm/train/config.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -546,5 +549,8 @@ TEST(FuzzCorpus, HostileFilesAreErrorsNamingTheFile) {
   check("image", [](const std::string& p) { ddpm::load_image(p); });
   check("checkpoint", [](const std::string& p) { ddpm::CheckpointReader{p}; });
   check("torch_file", [](const std::string& p) { ddpm::torch_file::read_state_dict(p); });
-  EXPECT_GE(files, 20);
+  check("toml", [](const std::string& p) { ddpm::config_from_file(p); });
+  check("json", [](const std::string& p) { ddpm::safetensors::read_file(p); });  // hostile headers
+  check("pickle", [](const std::string& p) { ddpm::torch_file::read_state_dict(p); });
+  EXPECT_GE(files, 40);
 }

@@ -1,5 +1,6 @@
 #include "test_util.hpp"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -11,6 +12,9 @@
 #include <iterator>
 #include <stdexcept>
 #include <unistd.h>
+
+#include <new>
+#include <sstream>
 
 namespace ddpm::test {
 namespace {
@@ -55,6 +59,83 @@ CommandResult run_command(const std::string& command_line) {
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {code, output};
 }
+namespace {
+// A field of /proc/self/status ("VmRSS", "VmSize") in MB.
+double proc_status_mb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+  return 0;
+}
+}  // namespace
+
+Measured run_measured(const std::string& command_line) {
+  const std::string log = make_temp_dir("ddpm-measured") + "/out.txt";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string full = "exec " + command_line + " > '" + log + "' 2>&1";
+    ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  ::wait4(pid, &status, 0, &usage);
+  Measured m;
+  m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  m.output = read_string(log);
+  m.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  std::filesystem::remove_all(std::filesystem::path(log).parent_path());
+  return m;
+}
+
+Measured run_forked(const std::function<void()>& f, double limit_mb) {
+  const double size_mb = proc_status_mb("VmSize");
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    const auto limit = static_cast<rlim_t>((size_mb + limit_mb) * 1024 * 1024);
+    struct rlimit rl {limit, limit};
+    ::setrlimit(RLIMIT_AS, &rl);
+    // The child's own peak, from here: reset its high-water mark to what it holds now (pages
+    // shared with the parent after fork count only once touched, so the parent's RSS is no baseline).
+    const double start_mb = proc_status_mb("VmRSS");
+    { std::ofstream("/proc/self/clear_refs") << "5"; }
+    int code = 1;
+    std::string what;
+    try {
+      f();
+    } catch (const std::bad_alloc& e) {
+      code = 2;
+      what = e.what();
+    } catch (const std::exception& e) {
+      code = 0;
+      what = e.what();
+    }
+    const std::string report = std::to_string(proc_status_mb("VmHWM") - start_mb) + "\n" + what;
+    if (::write(fds[1], report.data(), report.size()) < 0) code = 3;
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  Measured m;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) m.output.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (const size_t nl = m.output.find('\n'); nl != std::string::npos) {
+    m.peak_rss_mb = std::stod(m.output.substr(0, nl));
+    m.output.erase(0, nl + 1);
+  } else {
+    m.peak_rss_mb = 1e9;  // killed before it could report: no bound holds
+  }
+  return m;
+}
+
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);

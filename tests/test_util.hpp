@@ -2,6 +2,7 @@
 // Helpers shared by the tests: paths given by CTest's environment, temp dirs, running tools.
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,21 @@ void write_idx_pair(const std::string& images_path, const std::string& labels_pa
 std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
+/// Peak memory of a child process (ru_maxrss from wait4, which covers the child and the
+/// processes it waited for), for the bounds on hostile files.
+struct Measured {
+  int exit_code = -1;     ///< 128 + signal when killed
+  std::string output;     ///< the command's stdout and stderr; for run_forked, the exception's message
+  double peak_rss_mb = 0;  ///< the child's peak resident set
+};
+/// Runs a shell command line (as a child, through `exec`) and measures its peak memory.
+Measured run_measured(const std::string& command_line);
+/// Runs `f` in a forked child under an address-space limit of `limit_mb` above this process's
+/// current size (so that an unbounded allocation fails there, not on the machine). exit_code:
+/// 0 = `f` threw (output = what()), 1 = returned, 2 = std::bad_alloc, 128 + signal when killed.
+/// peak_rss_mb is the child's peak resident set (VmHWM) above what it held when `f` started.
+Measured run_forked(const std::function<void()>& f, double limit_mb);
+
 /// The message of the exception `f` throws ("" if none).
 template <class F>
 std::string error_of(F&& f) {

@@ -17,6 +17,7 @@
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/math/schedule.hpp"
+#include "ddpm/util/limits.hpp"
 
 namespace ddpm::cli {
 namespace {
@@ -57,6 +58,12 @@ void write_strip(const NoiseSchedule& s, const StripOptions& o) {
 
   Image img = load_image(o.image);
   if (img.channels == 4) img = load_image(o.image, 3);  // noise the colour, not the alpha
+  // The strip is K float copies of the image (and a few temporaries): bounded before any of it.
+  const int64_t h = o.size > 0 ? o.size : img.height, w = o.size > 0 ? o.size : img.width;
+  if (o.frames * h * w > limits::kMaxStripPixels)
+    throw std::invalid_argument("--strip '" + o.image + "': " + std::to_string(o.frames) + " frames of " +
+                                std::to_string(w) + "x" + std::to_string(h) + " pixels are more than the " +
+                                std::to_string(limits::kMaxStripPixels) + " a strip may hold (use --size)");
   if (o.size > 0) img = resize_center_crop(img, o.size, o.size);
 
   const at::Tensor x0 = tensor_from_image(img).to(at::kFloat).div(127.5).sub(1.0).unsqueeze(0);  // [1,C,H,W] in [−1, 1]

@@ -1,7 +1,6 @@
 // MNIST-family IDX files (http://yann.lecun.com/exdb/mnist/), plain or gzip.
-// gzip is inflated with stb_image's zlib decoder (already linked), so no new dependency.
+// gzip is inflated with zlib, its output bounded by the size the IDX header declares.
 #include <ATen/ATen.h>
-#include <stb_image.h>
 
 #include <array>
 #include <cstdlib>
@@ -14,49 +13,46 @@
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
-#include "ddpm/io/crc32.hpp"
 #include "ddpm/util/errors.hpp"
+#include "ddpm/util/limits.hpp"
+#include "io/inflate.hpp"
 
 namespace ddpm {
 namespace {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) { bad_input("IDX file '" + path + "'", what); }
 
-uint32_t crc32(const uint8_t* data, size_t n) { return ddpm::crc32_update(0, data, n); }
-
 uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 uint32_t be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
 
-// One gzip member (RFC 1952): header, raw deflate stream, CRC-32 and size trailer.
+// One gzip member (RFC 1952), inflated by zlib (which checks its CRC-32 and size trailer).
+// The IDX header, inflated first, says how many bytes follow; that size is checked against
+// the limit and against the gzip trailer before anything else is inflated, and inflation
+// stops there: a 1 MB file of 1 GiB of zeros costs nothing (it took 2.26 GB).
 std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz, const std::string& path) {
   if (gz.size() < 18 || gz[2] != 8) bad(path, "not a gzip/deflate file");
-  const uint8_t flags = gz[3];
-  size_t pos = 10;
-  if (flags & 4) {  // FEXTRA
-    if (pos + 2 > gz.size()) bad(path, "truncated gzip header");
-    pos += 2 + (gz[pos] | (gz[pos + 1] << 8));
-  }
-  for (uint8_t zero_terminated : {uint8_t(8), uint8_t(16)})  // FNAME, FCOMMENT
-    if (flags & zero_terminated) {
-      while (pos < gz.size() && gz[pos] != 0) ++pos;
-      ++pos;
-    }
-  if (flags & 2) pos += 2;  // FHCRC
-  if (pos + 8 > gz.size()) bad(path, "truncated gzip file");
-  int out_len = 0;
-  // The whole rest of the file goes in, trailer included: the deflate stream ends
-  // itself, and stb's decoder may look ahead a few bytes past its last code.
-  std::unique_ptr<char, void (*)(void*)> raw(
-      stbi_zlib_decode_noheader_malloc(reinterpret_cast<const char*>(gz.data() + pos),
-                                       static_cast<int>(gz.size() - pos), &out_len),
-      std::free);
-  // stb's zlib decoder fails without setting a reason (NULL): a crash found by the fuzz corpus.
-  const char* why = stbi_failure_reason();
-  if (!raw) bad(path, std::string("corrupt gzip data: ") + (why ? why : "bad deflate stream"));
-  std::vector<uint8_t> out(raw.get(), raw.get() + out_len);
-  const uint8_t* trailer = gz.data() + gz.size() - 8;
-  if (le32(trailer + 4) != static_cast<uint32_t>(out.size()) || le32(trailer) != crc32(out.data(), out.size()))
-    bad(path, "gzip size or CRC-32 mismatch (truncated or corrupt file)");
+  io::Inflater z(gz.data(), gz.size(), io::Inflater::Format::Gzip, "IDX file '" + path + "'");
+  std::vector<uint8_t> out(4);
+  z.read(out.data(), 4);
+  // Magic: two zero bytes, the element type, the number of dimensions (checked by the callers).
+  const size_t dims = out[3];
+  out.resize(4 + 4 * dims);
+  z.read(out.data() + 4, 4 * dims);
+  uint64_t total = 1;
+  for (size_t d = 0; d < dims; ++d)
+    if (__builtin_mul_overflow(total, uint64_t{be32(&out[4 + 4 * d])}, &total) || total > limits::kMaxIdxBytes)
+      bad(path, "dimensions are too large (more than " + std::to_string(limits::kMaxIdxBytes) + " bytes)");
+  total += out.size();
+  if (total > limits::kMaxIdxBytes)
+    bad(path, "dimensions are too large (more than " + std::to_string(limits::kMaxIdxBytes) + " bytes)");
+  const uint32_t trailer_size = le32(gz.data() + gz.size() - 4);  // ISIZE: the size mod 2^32
+  if (trailer_size != static_cast<uint32_t>(total))
+    bad(path, "the gzip trailer's size (" + std::to_string(trailer_size) + " bytes) is not the " +
+                  std::to_string(total) + " bytes the IDX header declares (truncated or corrupt file)");
+  const size_t header = out.size();
+  out.resize(static_cast<size_t>(total));
+  z.read(out.data() + header, out.size() - header);
+  z.expect_end(true);
   return out;
 }
 

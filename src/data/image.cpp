@@ -196,32 +196,52 @@ Image resize_center_crop(const Image& image, int height, int width) {
   // Scale so that the image covers height × width (the shorter side, relative to
   // the target's aspect, fits exactly), then cut the centre.
   const double scale = std::max(static_cast<double>(height) / image.height, static_cast<double>(width) / image.width);
-  const int sh = std::max(height, static_cast<int>(std::lround(image.height * scale)));
-  const int sw = std::max(width, static_cast<int>(std::lround(image.width * scale)));
+  const int64_t sh = std::max<int64_t>(height, std::llround(image.height * scale));
+  const int64_t sw = std::max<int64_t>(width, std::llround(image.width * scale));
   const int c = image.channels;
-
-  Image scaled;
-  if (sh == image.height && sw == image.width) {
-    scaled = image;
-  } else {
-    scaled.width = sw;
-    scaled.height = sh;
-    scaled.channels = c;
-    scaled.pixels.resize(static_cast<size_t>(sw) * sh * c);
-    if (!stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, scaled.pixels.data(), sw, sh, 0, c))
-      throw std::runtime_error("resize_center_crop: stbir_resize_uint8 failed");
-  }
-  if (sh == height && sw == width) return scaled;
+  const int64_t top = (sh - height) / 2, left = (sw - width) / 2;
 
   Image out;
   out.width = width;
   out.height = height;
   out.channels = c;
   out.pixels.resize(static_cast<size_t>(width) * height * c);
-  const int top = (sh - height) / 2, left = (sw - width) / 2;
-  for (int y = 0; y < height; ++y)
-    std::memcpy(&out.pixels[static_cast<size_t>(y) * width * c],
-                &scaled.pixels[(static_cast<size_t>(top + y) * sw + left) * c], static_cast<size_t>(width) * c);
+  if (sh == image.height && sw == image.width) {  // no scaling: the crop alone
+    for (int y = 0; y < height; ++y)
+      std::memcpy(&out.pixels[static_cast<size_t>(y) * width * c],
+                  &image.pixels[(static_cast<size_t>(top + y) * sw + left) * c], static_cast<size_t>(width) * c);
+    return out;
+  }
+  // Only the crop is resampled, never the whole scaled image: a 1×2^24 strip scaled to cover
+  // 32×32 would be 32×2^29 pixels (it took 3.4 GB, then aborted). stbir's transform is the
+  // one stbir_resize_uint8 uses for sw × sh (scale output/input as a float), shifted by the
+  // crop's corner, so every output pixel is the one the full resize would have there.
+  const float x_scale = static_cast<float>(sw) / image.width, y_scale = static_cast<float>(sh) / image.height;
+  // Only the rows and columns the crop needs go to stbir (with the filter's reach on each side:
+  // 2 pixels at the wider scale, doubled; nothing outside touches the output), when that is
+  // less than half of them. stbir decodes whole input rows as floats (a 2^24-wide strip is
+  // 64 MB a row), and an offset as large as 2^28 in its float arithmetic trips its own
+  // assertion (the SIGABRT of a 1×2^24 image); in the window the offset is a few pixels.
+  struct Window {
+    int64_t first, count;
+    float offset;
+  };
+  auto window = [](int64_t size, float scale, int64_t crop_first, int64_t crop_size) {
+    const double reach = 4.0 / std::min(1.0, static_cast<double>(scale)) + 4;
+    const double s = scale;
+    const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(crop_first / s - reach)));
+    const int64_t last = std::min<int64_t>(size, static_cast<int64_t>(std::ceil((crop_first + crop_size) / s + reach)));
+    if (last - first >= size / 2) return Window{0, size, static_cast<float>(crop_first)};
+    return Window{first, last - first, static_cast<float>(static_cast<double>(crop_first) - first * static_cast<double>(scale))};
+  };
+  const Window wx = window(image.width, x_scale, left, width), wy = window(image.height, y_scale, top, height);
+  const size_t stride = static_cast<size_t>(image.width) * c;
+  if (!stbir_resize_subpixel(image.pixels.data() + static_cast<size_t>(wy.first) * stride + static_cast<size_t>(wx.first) * c,
+                             static_cast<int>(wx.count), static_cast<int>(wy.count), static_cast<int>(stride),
+                             out.pixels.data(), width, height, 0, STBIR_TYPE_UINT8, c, STBIR_ALPHA_CHANNEL_NONE, 0,
+                             STBIR_EDGE_CLAMP, STBIR_EDGE_CLAMP, STBIR_FILTER_DEFAULT, STBIR_FILTER_DEFAULT,
+                             STBIR_COLORSPACE_LINEAR, nullptr, x_scale, y_scale, wx.offset, wy.offset))
+    throw std::runtime_error("resize_center_crop: stbir_resize_subpixel failed");
   return out;
 }
 

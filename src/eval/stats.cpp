@@ -2,10 +2,23 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <tuple>
 
 namespace ddpm::eval {
+namespace {
+
+// In place: at::isfinite builds |x| and two masks, 1.2 copies of a sigma that may be 2 GB.
+bool all_finite(const at::Tensor& t) {
+  if (!t.device().is_cpu()) return at::isfinite(t).all().item<bool>();
+  const at::Tensor c = t.contiguous();  // statistics are contiguous: no copy
+  const double* p = c.data_ptr<double>();
+  return std::all_of(p, p + c.numel(), [](double x) { return std::isfinite(x); });
+}
+
+}  // namespace
 
 int64_t FeatureStats::dim() const { return mu.defined() ? mu.numel() : 0; }
 
@@ -18,7 +31,7 @@ void FeatureStats::validate(const std::string& what) const {
                                 "] to match mu");
   if (mu.scalar_type() != at::kDouble || sigma.scalar_type() != at::kDouble)
     throw std::invalid_argument(what + ": mu and sigma must be float64");
-  if (!at::isfinite(mu).all().item<bool>() || !at::isfinite(sigma).all().item<bool>())
+  if (!all_finite(mu) || !all_finite(sigma))
     throw std::invalid_argument(what + ": mu or sigma holds NaN or infinity");
 }
 

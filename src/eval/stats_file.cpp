@@ -6,13 +6,14 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "ddpm/util/limits.hpp"
 #include "io/npy.hpp"
 #include "io/zip.hpp"
 
 namespace ddpm::eval {
 namespace {
 
-constexpr uint64_t kMaxMemberBytes = 0x7FFFFFFF;  // stb's inflater counts in int
+constexpr uint64_t kMaxMemberBytes = limits::kMaxZipMemberBytes;
 
 std::vector<uint8_t> read_file(const std::string& path) {
   std::error_code ec;
@@ -52,7 +53,7 @@ FeatureStats read_stats_npz(const std::string& path) {
     if (h.shape[0] > kMaxStatsDim)
       throw std::invalid_argument(where + ": dimension " + std::to_string(h.shape[0]) + " exceeds the limit " +
                                   std::to_string(kMaxStatsDim));
-    (rank == 1 ? stats.mu : stats.sigma) = io::npy_to_double(bytes, h, where);
+    (rank == 1 ? stats.mu : stats.sigma) = io::npy_to_double(std::move(bytes), h, where);
   }
   stats.validate(what);
   if (const io::ZipMember* m = member(zip, "count")) {

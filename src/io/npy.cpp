@@ -151,6 +151,18 @@ at::Tensor npy_to_double(const std::vector<uint8_t>& bytes, const NpyHeader& h, 
   return out.view(reversed).permute(perm).contiguous();
 }
 
+at::Tensor npy_to_double(std::vector<uint8_t>&& bytes, const NpyHeader& h, const std::string& what) {
+  // Already float64 little-endian in C order (how numpy and libddpm write statistics): the tensor
+  // takes the bytes over instead of copying them, so a 2 GB sigma costs 2 GB, not 4.
+  if (h.kind != 'f' || h.itemsize != 8 || !h.little_endian || (h.fortran_order && h.shape.size() >= 2) ||
+      h.data_offset % alignof(double) != 0)
+    return npy_to_double(static_cast<const std::vector<uint8_t>&>(bytes), h, what);
+  auto* owner = new std::vector<uint8_t>(std::move(bytes));
+  return at::from_blob(
+      owner->data() + h.data_offset, h.shape, [owner](void*) { delete owner; },
+      at::TensorOptions().dtype(at::kDouble));
+}
+
 std::vector<uint8_t> npy_from_double(const at::Tensor& values) {
   at::Tensor t = values.to(at::kCPU, at::kDouble).contiguous();
   // numpy writes (3,) for one dimension and (3, 4) for two.

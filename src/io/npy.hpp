@@ -26,6 +26,8 @@ NpyHeader parse_npy_header(const std::vector<uint8_t>& bytes, const std::string&
 /// A float ('f', 4 or 8 bytes) or integer ('i'/'u', 1–8 bytes) array as a float64 CPU
 /// tensor of its shape (C order; Fortran-order files are transposed into it).
 at::Tensor npy_to_double(const std::vector<uint8_t>& bytes, const NpyHeader& header, const std::string& what);
+/// The same, taking the bytes over: a '<f8' C-order array becomes the tensor without a copy.
+at::Tensor npy_to_double(std::vector<uint8_t>&& bytes, const NpyHeader& header, const std::string& what);
 
 /// .npy (version 1.0) of a float64 tensor ('<f8', C order); of an int64 scalar ('<i8',
 /// shape ()); of a byte string ('|S<n>', shape ()).

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+
+#include "ddpm/util/limits.hpp"
 
 namespace ddpm::toml {
 
@@ -27,7 +30,9 @@ const char* Value::kind_name() const {
 
 namespace {
 
-constexpr int kMaxDepth = 64;  // arrays / inline tables nested deeper are refused (stack bound)
+// Tables, dotted keys, arrays and inline tables nested deeper are refused: this bounds the
+// parser's recursion and Value's destructor (a 400 KB key a.a.a… once crashed both).
+constexpr int kMaxDepth = limits::kMaxTomlDepth;
 
 bool is_bare_key_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
@@ -56,16 +61,20 @@ class Parser {
   explicit Parser(const std::string& text) : s_(text) {}
 
   Value document() {
+    if (s_.size() > limits::kMaxTomlBytes)
+      throw ParseError("TOML text of " + std::to_string(s_.size()) + " bytes exceeds the limit of " +
+                       std::to_string(limits::kMaxTomlBytes));
     Value root;
     root.kind = Value::Kind::Table;
     Value* current = &root;
+    int current_depth = 0;
     while (true) {
       skip_ws_comments_newlines();
       if (at_end()) break;
       if (peek() == '[') {
-        current = table_header(root);
+        current = table_header(root, current_depth);
       } else {
-        key_value(*current);
+        key_value(*current, current_depth);
       }
       end_of_line();
     }
@@ -76,6 +85,22 @@ class Parser {
   const std::string& s_;
   size_t pos_ = 0;
   int line_ = 1;
+  // Where each key of each table sits in its `table` vector: duplicate checks in O(log n)
+  // (a linear search per key made 200k keys quadratic). Tables are told apart by `table_id`.
+  std::map<std::pair<uint32_t, std::string>, size_t> index_;
+  uint32_t next_id_ = 0;
+
+  Value* child(Value* t, const std::string& key) {
+    if (t->table_id == 0) return nullptr;
+    auto it = index_.find({t->table_id, key});
+    return it == index_.end() ? nullptr : &t->table[it->second].second;
+  }
+  Value* add(Value* t, const std::string& key, Value v) {
+    if (t->table_id == 0) t->table_id = ++next_id_;
+    index_.emplace(std::make_pair(t->table_id, key), t->table.size());
+    t->table.emplace_back(key, std::move(v));
+    return &t->table.back().second;
+  }
 
   [[noreturn]] void fail(const std::string& what) const {
     throw ParseError("line " + std::to_string(line_) + ": " + what);
@@ -91,9 +116,15 @@ class Parser {
     if (peek() != '#') return;
     while (!at_end() && peek() != '\n') {
       unsigned char c = static_cast<unsigned char>(peek());
+      if (c == '\r' && peek(1) != '\n') bare_cr();
       if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7F) fail("control character in a comment");
       ++pos_;
     }
+  }
+  // TOML lines end in LF or CRLF; a file saved with CR-only line endings would otherwise read
+  // as one long comment line (and its keys silently take their defaults).
+  [[noreturn]] void bare_cr() const {
+    fail("carriage return without a line feed (CR-only line endings?): TOML lines end in LF or CRLF");
   }
   bool newline() {
     if (peek() == '\n') {
@@ -119,6 +150,7 @@ class Parser {
     skip_ws();
     skip_comment();
     if (at_end()) return;
+    if (peek() == '\r' && peek(1) != '\n') bare_cr();
     if (!newline()) fail(std::string("expected the end of the line, found '") + peek() + "'");
   }
 
@@ -144,6 +176,8 @@ class Parser {
       if (peek() != '.') return parts;
       ++pos_;
       skip_ws();
+      if (parts.size() >= static_cast<size_t>(kMaxDepth))
+        fail("dotted key with more than " + std::to_string(kMaxDepth) + " parts");
       parts.push_back(simple_key());
     }
   }
@@ -154,12 +188,9 @@ class Parser {
   Value* descend(Value* from, const std::vector<std::string>& path, size_t count, bool via_dotted_key) {
     Value* t = from;
     for (size_t i = 0; i < count; ++i) {
-      Value* next = nullptr;
-      for (auto& [k, v] : t->table)
-        if (k == path[i]) next = &v;
+      Value* next = child(t, path[i]);
       if (next == nullptr) {
-        t->table.emplace_back(path[i], Value{});
-        next = &t->table.back().second;
+        next = add(t, path[i], Value{});
         next->kind = Value::Kind::Table;
         next->line = line_;
       } else if (next->kind == Value::Kind::Array && !next->array.empty() &&
@@ -174,7 +205,7 @@ class Parser {
     return t;
   }
 
-  Value* table_header(Value& root) {
+  Value* table_header(Value& root, int& depth) {
     bool array_of_tables = starts_with("[[");
     pos_ += array_of_tables ? 2 : 1;
     skip_ws();
@@ -182,15 +213,15 @@ class Parser {
     skip_ws();
     if (array_of_tables ? !starts_with("]]") : peek() != ']') fail("expected ']' to close the table header");
     pos_ += array_of_tables ? 2 : 1;
+    // Each part may be an array of tables (two levels): the bound counts both.
+    depth = 2 * static_cast<int>(path.size());
+    if (depth > kMaxDepth) fail("table header nested more than " + std::to_string(kMaxDepth / 2) + " deep");
     Value* parent = descend(&root, path, path.size() - 1, false);
     const std::string& last = path.back();
-    Value* existing = nullptr;
-    for (auto& [k, v] : parent->table)
-      if (k == last) existing = &v;
+    Value* existing = child(parent, last);
     if (array_of_tables) {
       if (existing == nullptr) {
-        parent->table.emplace_back(last, Value{});
-        existing = &parent->table.back().second;
+        existing = add(parent, last, Value{});
         existing->kind = Value::Kind::Array;
         existing->line = line_;
       } else if (existing->kind != Value::Kind::Array || is_closed(existing)) {
@@ -206,8 +237,7 @@ class Parser {
       if (existing->kind != Value::Kind::Table || is_closed(existing)) fail("'" + last + "' is already defined");
       if (existing->header_defined) fail("table '" + last + "' is defined twice");
     } else {
-      parent->table.emplace_back(last, Value{});
-      existing = &parent->table.back().second;
+      existing = add(parent, last, Value{});
       existing->kind = Value::Kind::Table;
       existing->line = line_;
     }
@@ -215,24 +245,28 @@ class Parser {
     return existing;
   }
 
-  void key_value(Value& table, int depth = 0) {
+  // `depth`: how deep `table` is nested (the root is 0).
+  void key_value(Value& table, int depth) {
     int key_line = line_;
     std::vector<std::string> path = dotted_key();
     skip_ws();
     if (peek() != '=') fail("expected '=' after the key '" + path.back() + "'");
     ++pos_;
     skip_ws();
+    depth += static_cast<int>(path.size());
+    if (depth > kMaxDepth) fail("key '" + path.back() + "' nested more than " + std::to_string(kMaxDepth) + " deep");
     Value* parent = descend(&table, path, path.size() - 1, true);
-    if (parent->find(path.back()) != nullptr) fail("key '" + path.back() + "' is defined twice");
+    if (child(parent, path.back()) != nullptr) fail("key '" + path.back() + "' is defined twice");
     Value v = value(depth);
     v.line = key_line;
     if (v.kind == Value::Kind::Array || v.kind == Value::Kind::Table) v.closed = true;
-    parent->table.emplace_back(path.back(), std::move(v));
+    add(parent, path.back(), std::move(v));
   }
 
   // ---------------------------------------------------------------- values
+  // `depth`: how deep this value is nested (a top-level key's value is 1).
   Value value(int depth) {
-    if (depth > kMaxDepth) fail("arrays or inline tables nested too deeply");
+    if (depth > kMaxDepth) fail("arrays or inline tables nested more than " + std::to_string(kMaxDepth) + " deep");
     Value v;
     v.line = line_;
     char c = peek();
@@ -292,7 +326,7 @@ class Parser {
     }
     while (true) {
       skip_ws();
-      key_value(v, depth + 1);
+      key_value(v, depth);
       skip_ws();
       if (peek() == ',') {
         ++pos_;
@@ -338,6 +372,7 @@ class Parser {
 
   void string_char(std::string& out, bool multiline) {
     unsigned char c = static_cast<unsigned char>(peek());
+    if (c == '\r' && multiline && peek(1) != '\n') bare_cr();
     if ((c < 0x20 && c != '\t' && !(multiline && (c == '\n' || c == '\r'))) || c == 0x7F)
       fail(c == '\n' ? "unterminated string" : "control character in a string");
     if (c == '\n') ++line_;

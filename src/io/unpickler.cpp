@@ -1,6 +1,8 @@
 // The restricted unpickler (pickle protocols 2–4 as torch.save and TorchScript write them).
 #include "io/unpickler.hpp"
 
+#include "ddpm/util/limits.hpp"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -99,14 +101,14 @@ P Unpickler::run() {
       case ']': push(make(Kind::List)); break;
       case ')': push(make(Kind::Tuple)); break;
       case '(': push(make(Kind::Mark)); break;
-      case 't': { auto p = make(Kind::Tuple); p->items = pop_mark(); push(p); break; }
+      case 't': { auto p = make(Kind::Tuple); p->items = pop_mark(); push(nest_all(p)); break; }
       case 0x85: case 0x86: case 0x87: {
         const size_t n = op - 0x84u;
         if (stack_.size() < n) fail("stack underflow");
         auto p = make(Kind::Tuple);
         p->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
         stack_.resize(stack_.size() - n);
-        push(p);
+        push(nest_all(p));
         break;
       }
       case 'q': memo(le(1)); break;
@@ -121,13 +123,14 @@ P Unpickler::run() {
         push(p);
         break;
       }
-      case 'a': { P v = pop(); container(Kind::List)->items.push_back(v); break; }
-      case 'e': { auto xs = pop_mark(); auto l = container(Kind::List); l->items.insert(l->items.end(), xs.begin(), xs.end()); break; }
-      case 's': { P v = pop(), k = pop(); container(Kind::Dict)->dict.emplace_back(k, v); break; }
+      case 'a': { P v = pop(); nest(container(Kind::List), v)->items.push_back(v); break; }
+      case 'e': { auto xs = pop_mark(); auto l = container(Kind::List); for (const P& x : xs) nest(l, x); l->items.insert(l->items.end(), xs.begin(), xs.end()); break; }
+      case 's': { P v = pop(), k = pop(); nest(nest(container(Kind::Dict), k), v)->dict.emplace_back(k, v); break; }
       case 'u': {
         auto xs = pop_mark();
         if (xs.size() % 2) fail("odd SETITEMS");
         auto d = container(Kind::Dict);
+        for (const P& x : xs) nest(d, x);
         for (size_t k = 0; k < xs.size(); k += 2) d->dict.emplace_back(xs[k], xs[k + 1]);
         break;
       }
@@ -184,6 +187,37 @@ P Unpickler::pop() {
   P p = stack_.back();
   stack_.pop_back();
   return p;
+}
+
+P Unpickler::nest(P c, const P& child) {
+  c->depth = std::max(c->depth, child->depth + 1);
+  if (c->depth > limits::kMaxPickleDepth)
+    fail("containers nested more than " + std::to_string(limits::kMaxPickleDepth) + " deep");
+  return c;
+}
+
+P Unpickler::nest_all(P c) {
+  for (const P& x : c->items) nest(c, x);
+  return c;
+}
+
+Obj::~Obj() {
+  std::vector<P> pending;
+  auto take_children = [&pending](Obj& o) {
+    for (P& x : o.items) pending.push_back(std::move(x));
+    for (auto& [k, v] : o.dict) {
+      pending.push_back(std::move(k));
+      pending.push_back(std::move(v));
+    }
+    o.items.clear();
+    o.dict.clear();
+  };
+  take_children(*this);
+  while (!pending.empty()) {
+    P p = std::move(pending.back());
+    pending.pop_back();
+    if (p && p.use_count() == 1) take_children(*p);
+  }
 }
 
 std::vector<P> Unpickler::pop_mark() {
@@ -282,6 +316,7 @@ void Unpickler::build(const P& state) {
     if (state->kind != Kind::Dict) fail("object of class '" + target->s + "' with a state that is not a dict");
     if (target->built) fail("object of class '" + target->s + "' built twice");
     target->dict = state->dict;
+    nest(target, state);
     target->built = true;
     return;
   }

@@ -46,6 +46,13 @@ struct Obj {
   bool built = false;                 ///< Object: BUILD done (a second one is refused)
   std::shared_ptr<Storage> storage;
   at::Tensor tensor;
+  int depth = 1;  ///< nesting depth of a container (bounded: limits::kMaxPickleDepth)
+  Obj() = default;
+  Obj(const Obj&) = delete;
+  Obj& operator=(const Obj&) = delete;
+  /// Children are released with a work list, not by recursion: a chain nested deeper than the
+  /// depth bound (through a list appended to after it was nested) cannot overflow the stack.
+  ~Obj();
 };
 
 /// Extra bytes all tensors of one file may hold beyond twice their storages (see above).
@@ -70,6 +77,9 @@ class Unpickler {
   void finish();
 
  private:
+  /// Raises a container's depth for a child put into it; refuses nesting past the bound.
+  P nest(P c, const P& child);
+  P nest_all(P c);
   struct Pending {
     P tensor;
     std::shared_ptr<Storage> storage;

@@ -1,8 +1,8 @@
 #include "io/zip.hpp"
 
 #include "ddpm/io/crc32.hpp"
-
-#include <stb_image.h>
+#include "ddpm/util/limits.hpp"
+#include "io/inflate.hpp"
 
 #include <algorithm>
 #include <array>
@@ -107,19 +107,13 @@ std::vector<uint8_t> ZipReader::read(const ZipMember& m, uint64_t max_size) cons
     if (m.compressed_size != m.size) fail("stored member '" + m.name + "' has inconsistent sizes");
     out.assign(data, data + m.size);
   } else if (m.method == 8) {
-    if (m.size > 1032 * m.compressed_size + 1032 || m.size > static_cast<uint64_t>(INT_MAX) ||
-        m.compressed_size > static_cast<uint64_t>(INT_MAX))
+    if (m.size > 1032 * m.compressed_size + 1032 || m.size > limits::kMaxZipMemberBytes)
       fail("member '" + m.name + "' claims an impossible size (corrupt)");
-    out.resize(static_cast<size_t>(m.size));
     // Decoding into a buffer of exactly the declared size bounds the allocation: a stream
-    // that inflates to more fails instead of growing.
-    // stb's inflater may look a few bytes past the last code, so it gets the rest of the
-    // archive (the central directory always follows): the stream ends itself.
-    const uint64_t rest = std::min<uint64_t>(bytes_.size() - m.data_offset, INT_MAX);
-    const int got = stbi_zlib_decode_noheader_buffer(reinterpret_cast<char*>(out.data()), static_cast<int>(out.size()),
-                                                     reinterpret_cast<const char*>(data), static_cast<int>(rest));
-    if (got < 0 || static_cast<uint64_t>(got) != m.size)
-      fail("member '" + m.name + "': corrupt deflate data" + (got < 0 ? std::string(" (") + stbi_failure_reason() + ")" : ""));
+    // that inflates to more fails at the bound instead of growing.
+    out.resize(static_cast<size_t>(m.size));
+    inflate_exactly(data, static_cast<size_t>(m.compressed_size), out.data(), out.size(),
+                    what_ + ": member '" + m.name + "'");
   } else {
     fail("member '" + m.name + "' uses compression method " + std::to_string(m.method) +
          " (only stored and deflate are supported)");

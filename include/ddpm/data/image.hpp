@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/util/limits.hpp"
+
 namespace ddpm {
 
 /// An 8-bit image, interleaved HWC.
@@ -18,7 +20,7 @@ struct Image {
 };
 
 /// Images with more pixels than this are refused from their header, before decoding.
-inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+inline constexpr int64_t kMaxImagePixels = limits::kMaxImagePixels;
 
 /// Loads PNG/JPEG/BMP/TGA/GIF (first frame). channels = 0 keeps the file's
 /// channel count (gray+alpha becomes RGBA); 1, 3 or 4 converts (stb_image's rules:
@@ -27,8 +29,9 @@ inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
 /// (including a truncated PNG, JPEG, BMP, TGA or GIF: stb_image alone would read
 /// zeros past the end of most of these).
 Image load_image(const std::string& path, int channels = 0);
-/// Resizes (stbir_resize_uint8) so that the image just covers height × width
-/// (the shorter side, relative to the target's aspect, fits), then centre-crops.
+/// Resizes (stbir_resize_uint8's filter) so that the image just covers height × width
+/// (the shorter side, relative to the target's aspect, fits), then centre-crops. Only the
+/// crop is computed: memory is bounded by the output, whatever the source's aspect.
 Image resize_center_crop(const Image& image, int height, int width);
 /// Writes a PNG (1, 3 or 4 channels). Throws std::runtime_error naming the file.
 void save_png(const std::string& path, const Image& image);

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "ddpm/util/limits.hpp"
+
 namespace ddpm::json {
 
 /// The JSON value types (RFC 8259).
@@ -70,15 +72,16 @@ class Value {
   std::vector<std::pair<std::string, Value>> members_;
 };
 
-/// Bounds on what the parser accepts (untrusted input).
+/// Bounds on what the parser accepts (untrusted input); defaults from ddpm/util/limits.hpp.
 struct Limits {
-  size_t max_depth = 64;             ///< arrays/objects nested deeper are an error
-  size_t max_bytes = 100u << 20;     ///< longer texts are refused before parsing
+  size_t max_depth = limits::kMaxJsonDepth;    ///< arrays/objects nested deeper are an error
+  size_t max_bytes = limits::kMaxJsonBytes;    ///< longer texts are refused before parsing
+  size_t max_values = limits::kMaxJsonValues;  ///< documents of more values are an error (memory bound)
 };
 
 /// Parses one JSON value (surrounding whitespace allowed). Throws std::invalid_argument
 /// "JSON at byte N: what" on any deviation from RFC 8259, a duplicate key, invalid UTF-8,
-/// or a limit.
+/// or a limit. Duplicate keys are found in O(n log n).
 Value parse(std::string_view text, const Limits& limits = {});
 
 /// Serialises; indent < 0: compact on one line, otherwise pretty-printed with that many spaces.

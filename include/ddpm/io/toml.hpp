@@ -35,6 +35,7 @@ struct Value {
   int line = 0;                                       ///< where the value (or table) was defined
   bool header_defined = false;  ///< parser bookkeeping: a [header] defined this table
   bool closed = false;          ///< parser bookkeeping: an inline table or array value (not extensible)
+  uint32_t table_id = 0;        ///< parser bookkeeping: names this table in the parser's key index
 
   /// The entry `key` of a table, or nullptr.
   const Value* find(const std::string& key) const;
@@ -42,7 +43,8 @@ struct Value {
   const char* kind_name() const;
 };
 
-/// Parses a whole document into its root table. Throws ParseError.
+/// Parses a whole document into its root table. Throws ParseError, also past the bounds of
+/// ddpm/util/limits.hpp (text size, nesting depth) and for CR-only line endings.
 Value parse(const std::string& text);
 
 /// `s` as a TOML basic string, quotes and escapes included.
