@@ -21,6 +21,7 @@
 #include "ddpm/eval/stats.hpp"
 #include "ddpm/eval/stats_file.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/distill.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/common.hpp"
 #include "tools/cpu_env.hpp"
@@ -118,6 +119,8 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     sampler = loaded.config.sample;
     app.clear();
     app.parse(argc, argv);
+    if (const std::string w = distilled_sampler_warning(loaded.config, sampler, o.guidance.weight); !w.empty())
+      spdlog::warn("{}: {}", loaded.path, w);
     std::unique_ptr<Progress> bar;
     int64_t batches_done = 0;
     const int64_t batches = (o.n + o.sample_batch - 1) / o.sample_batch;

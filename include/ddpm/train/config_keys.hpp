@@ -23,7 +23,8 @@ enum class KeyType {
 };
 
 /// Which part of Config a key lives in (the tools bind one area at a time, e.g. the sampler's).
-enum class KeyArea { Top, Model, Schedule, Data, Train, Sample };
+/// Distill: ddpm-distill's options; Distilled: what a student records (no tool binds it).
+enum class KeyArea { Top, Model, Schedule, Data, Train, Distill, Distilled, Sample };
 
 struct ConfigKey {
   std::string name;   ///< TOML key and long option without "--"
