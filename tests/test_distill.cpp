@@ -23,6 +23,7 @@
 #include "ddpm/train/trainer.hpp"
 #include "gaussian_denoiser.hpp"
 #include "test_util.hpp"
+#include "train_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using ddpm::Prediction;
@@ -37,27 +38,12 @@ ddpm::NoiseSchedule linear_schedule(int64_t T) {
   return ddpm::NoiseSchedule(sc);
 }
 
-// 16 smooth 1×8×8 images: a bright disc at a different place in each (as test_train).
-std::shared_ptr<ddpm::Dataset> disc_images() {
-  at::Tensor images = at::zeros({16, 1, 8, 8}, at::kByte);
-  auto a = images.accessor<uint8_t, 4>();
-  for (int n = 0; n < 16; ++n) {
-    const double cy = 1.5 + (n / 4) * 1.5, cx = 1.5 + (n % 4) * 1.5;
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x) {
-        const double d2 = (y - cy) * (y - cy) + (x - cx) * (x - cx);
-        a[n][0][y][x] = static_cast<uint8_t>(std::lround(255.0 * std::exp(-d2 / 3.0)));
-      }
-  }
-  return ddpm::make_tensor_dataset(images, "discs");
-}
+using ddpm::test::disc_images;
+using ddpm::test::lines_of;
 
 ddpm::Config tiny_config(const std::string& run_dir) {
-  ddpm::Config c = ddpm::config_from_file(ddpm::test::source_dir() + "/configs/tiny.toml");
-  c.set_shape(1, 8, 8);
-  c.train.run_dir = run_dir;
+  ddpm::Config c = ddpm::test::tiny_train_config(run_dir);
   c.train.log_every = 1000;
-  c.data.workers = 0;
   return c;
 }
 
@@ -310,11 +296,11 @@ std::string make_image_folder(const std::string& dir) {
   return dir;
 }
 
-std::vector<std::string> lines_of(const fs::path& path) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
+// A tiny ε teacher (configs/tiny.toml, 3 steps) on `images` in `run_dir`.
+void train_tiny_teacher(const std::string& images, const std::string& run_dir) {
+  auto r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
+                       images + " --run-dir " + run_dir + " --steps 3 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
 }
 
 bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
@@ -325,12 +311,9 @@ TEST(DistillCli, RoundTripWarningsAndBadInput) {
   const auto dir = ddpm::test::make_temp_dir("ddpm-distill-cli");
   const std::string images = make_image_folder(dir + "/images");
   const std::string teacher = dir + "/teacher", student = dir + "/student";
-  auto r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
-                       images + " --run-dir " + teacher + " --steps 3 --threads 1");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-
+  train_tiny_teacher(images, teacher);
   const std::string distill = bin("ddpm-distill") + " --teacher " + teacher + " --threads 1 --batch-size 4 --log-every 1";
-  r = run_command(distill + " --run-dir " + student + " --start-steps 8 --final-steps 2 --steps-per-round 2");
+  auto r = run_command(distill + " --run-dir " + student + " --start-steps 8 --final-steps 2 --steps-per-round 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r.output, "the student predicts v")) << r.output;  // tiny.toml's teacher is epsilon
   const ddpm::CheckpointReader ckpt(student);
@@ -389,10 +372,8 @@ TEST(DistillCli, ResumeContinuesExactly) {
   const auto dir = ddpm::test::make_temp_dir("ddpm-distill-resume");
   const std::string images = make_image_folder(dir + "/images");
   const std::string teacher = dir + "/teacher", run = dir + "/run";
-  auto r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
-                       images + " --run-dir " + teacher + " --steps 3 --threads 1");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_command(bin("ddpm-distill") + " --teacher " + teacher + " --run-dir " + run +
+  train_tiny_teacher(images, teacher);
+  auto r = run_command(bin("ddpm-distill") + " --teacher " + teacher + " --run-dir " + run +
                   " --start-steps 4 --final-steps 1 --steps-per-round 2 --batch-size 4 --threads 1 --log-every 1 "
                   "--save-every 1 --keep-last 0 --ema-decay 0.5");
   ASSERT_EQ(r.exit_code, 0) << r.output;
