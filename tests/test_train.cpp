@@ -18,35 +18,14 @@
 #include "ddpm/train/trainer.hpp"
 #include "test_device.hpp"
 #include "test_util.hpp"
+#include "train_fixtures.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-// 16 smooth 1×8×8 images: a bright disc at a different place in each.
-std::shared_ptr<ddpm::Dataset> tiny_images() {
-  at::Tensor images = at::zeros({16, 1, 8, 8}, at::kByte);
-  auto a = images.accessor<uint8_t, 4>();
-  for (int n = 0; n < 16; ++n) {
-    const double cy = 1.5 + (n / 4) * 1.5, cx = 1.5 + (n % 4) * 1.5;
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x) {
-        const double d2 = (y - cy) * (y - cy) + (x - cx) * (x - cx);
-        a[n][0][y][x] = static_cast<uint8_t>(std::lround(255.0 * std::exp(-d2 / 3.0)));
-      }
-  }
-  return ddpm::make_tensor_dataset(images, "discs");
-}
-
-ddpm::Config tiny_config(const std::string& run_dir) {
-  ddpm::Config c = ddpm::config_from_file(ddpm::test::source_dir() + "/configs/tiny.toml");
-  c.set_shape(1, 8, 8);
-  c.train.run_dir = run_dir;
-  c.train.log_every = 1;
-  c.data.workers = 0;
-  return c;
-}
-
+std::shared_ptr<ddpm::Dataset> tiny_images() { return ddpm::test::disc_images(); }
+ddpm::Config tiny_config(const std::string& run_dir) { return ddpm::test::tiny_train_config(run_dir); }
 
 double mean(const std::vector<double>& v, size_t from, size_t to) {
   return std::accumulate(v.begin() + from, v.begin() + to, 0.0) / static_cast<double>(to - from);

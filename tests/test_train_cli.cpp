@@ -18,6 +18,7 @@
 #include "ddpm/train/config.hpp"
 #include "ddpm/data/image.hpp"
 #include "test_util.hpp"
+#include "train_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using ddpm::test::run_command;
@@ -45,12 +46,7 @@ std::string make_image_folder(const std::string& dir) {
   return dir;
 }
 
-std::vector<std::string> lines_of(const fs::path& path) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
+std::vector<std::string> lines_of(const fs::path& path) { return ddpm::test::lines_of(path.string()); }
 
 }  // namespace
 

@@ -24,6 +24,7 @@
 #include "ddpm/eval/stats.hpp"
 #include "ddpm/eval/stats_file.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/distill.hpp"
 #include "ddpm/train/tensorboard.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/common.hpp"
@@ -172,6 +173,8 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     sampler = loaded.config.sample;
     app.clear();
     app.parse(argc, argv);
+    if (const std::string w = distilled_sampler_warning(loaded.config, sampler, o.guidance.weight); !w.empty())
+      spdlog::warn("{}: {}", loaded.path, w);
     const int64_t batches = (o.n + o.sample_batch - 1) / o.sample_batch;
     std::function<void(int64_t, int64_t)> progress = [&, batches](int64_t step, int64_t total) {
       if (!bar) bar = std::make_unique<Progress>("sample", total * batches, 0, 0, std::max<int64_t>(1, total), stderr);

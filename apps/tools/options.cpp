@@ -94,8 +94,10 @@ void add_area_options(CLI::App& app, SamplerConfig& t, const std::map<std::strin
   bind_area<SamplerConfig>(app, KeyArea::Sample, t, [](Config& c) -> SamplerConfig& { return c.sample; }, rename);
 }
 
-void add_config_options(CLI::App& app, Config& config) {
-  for (const ConfigKey& key : config_keys()) bind(app, key, key.name, WholeView{&config});
+void add_config_options(CLI::App& app, Config& config, bool distill) {
+  for (const ConfigKey& key : config_keys())
+    if (key.area != KeyArea::Distilled && (distill || key.area != KeyArea::Distill))
+      bind(app, key, key.name, WholeView{&config});
 }
 
 CLI::Option* add_config_file_option(CLI::App& app, std::function<void(const Config&)> apply, const std::string& help) {

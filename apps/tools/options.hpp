@@ -32,8 +32,9 @@ inline void add_sampler_options(CLI::App& app, SamplerConfig& c) {
   add_area_options(app, c, {{"sample-steps", "steps"}, {"sample-seed", "seed"}});
 }
 
-/// Every key of Config, under its own name.
-void add_config_options(CLI::App& app, Config& config);
+/// Every key of Config, under its own name; ddpm-distill's keys (teacher, start-steps, ...) only
+/// when `distill`; what a distilled student records (distilled-steps, ...) never.
+void add_config_options(CLI::App& app, Config& config, bool distill = false);
 
 /// `--config FILE`: reads the TOML file (config_from_file) and hands it to `apply` before any
 /// other option is applied, so options on the command line override it. Call it before the

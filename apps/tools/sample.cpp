@@ -22,6 +22,7 @@
 #include "tools/progress.hpp"
 #include "tools/sample_guide.hpp"
 #include "ddpm/train/checkpoint.hpp"
+#include "ddpm/train/distill.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/data/image.hpp"
@@ -100,8 +101,12 @@ int run_sample(CLI::App& app, int argc, char** argv, const SampleOptions& option
   check_sizes(opt, C, H, W);
   sampler.prediction = loaded.config.train.prediction;
   sampler.validate(loaded.schedule);  // before any work: e.g. ε-prediction at zero terminal SNR
-  spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}", loaded.path, loaded.step,
-               loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction));
+  if (const std::string w = distilled_sampler_warning(loaded.config, sampler, guide_options.guidance.value_or(0.0));
+      !w.empty())
+    spdlog::warn("{}: {}", loaded.path, w);
+  spdlog::info("checkpoint {} (step {}, {} weights): {}x{}x{}, prediction {}; sampler {}, {} steps ({})", loaded.path,
+               loaded.step, loaded.ema ? "EMA" : "raw", C, H, W, to_string(sampler.prediction), to_string(sampler.kind),
+               sampler.resolved_steps(loaded.schedule.num_timesteps()), to_string(sampler.spacing));
   if (!guide.describe().empty()) spdlog::info("steering: {}", guide.describe());
 
   UNet model = loaded.model;

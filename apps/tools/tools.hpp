@@ -5,6 +5,7 @@
 
 namespace ddpm::cli {
 int train_main(int argc, char** argv);
+int distill_main(int argc, char** argv);  ///< ddpm-distill (progressive distillation)
 int sample_main(int argc, char** argv);
 int schedule_main(int argc, char** argv);
 int bench_main(int argc, char** argv);

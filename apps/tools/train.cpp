@@ -27,6 +27,7 @@
 #include "tools/progress.hpp"
 #include "ddpm/train/checkpoint.hpp"
 #include "tools/tools.hpp"
+#include "tools/train_tool.hpp"
 #include "ddpm/train/config.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/train/trainer.hpp"
@@ -74,7 +75,8 @@ bool operational(const CLI::Option& o) {
 
 // Everything ddpm-train accepts. `config_file` false: --config is a plain option (the resume
 // pass reads the checkpoint's config instead of the file).
-void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Flags& flags, bool config_file) {
+void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Flags& flags, bool config_file,
+                     bool distill) {
   add_runtime_options(app, runtime);
   if (config_file)
     add_config_file_option(app, config,
@@ -107,19 +109,19 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
                  "ones are moved to checkpoints/abandoned-<time>/)")
       ->configurable(false);
   app.add_flag("--dry-run", flags.dry_run, "Build the model, print its summary and exit")->configurable(false);
-  add_config_options(app, config);
+  add_config_options(app, config, distill);
 }
 
 // The resume pass: the checkpoint's config with the command line on top.
 // `automatic` (--resume auto, where a restarted job repeats its whole command line): --config is
 // not read, and model/data options may be given if they equal the run's.
-Config config_for_resume(const std::string& toml, int argc, char** argv, bool automatic) {
+Config config_for_resume(const std::string& toml, int argc, char** argv, bool automatic, bool distill) {
   Config config = config_from_toml(toml);
   const Config stored = config;
   RuntimeOptions runtime;
   Flags flags;
   CLI::App app;
-  add_all_options(app, config, runtime, flags, /*config_file=*/false);
+  add_all_options(app, config, runtime, flags, /*config_file=*/false, distill);
   try {
     app.parse(argc, argv);
     for (const CLI::Option* o : app.get_options()) {
@@ -186,7 +188,8 @@ int64_t agree(dist::ProcessGroup& group, int64_t value) {
   return t.item<int64_t>();
 }
 
-int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, int argc, char** argv) {
+int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, int argc, char** argv,
+          const TrainTool& tool) {
   const dist::LaunchInfo launch = dist::launch_from_environment();
   const bool leader = launch.rank == 0;
   RuntimeOptions runtime = runtime_in;
@@ -242,7 +245,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
                      run_dir, stored_config);
       std::ifstream in(stored_config);
       const std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      config = config_for_resume(toml, argc, argv, flags.resume_auto);
+      config = config_for_resume(toml, argc, argv, flags.resume_auto, tool.distill);
     } else if (resume) {
       if (leader) {
         resume_from = pick_resume_checkpoint(run_dir, flags.resume_from);
@@ -263,12 +266,24 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   if (resume && decision >= 0) {
     if (!leader) resume_from = flags.resume_from.empty() ? checkpoint_path(run_dir, decision) : flags.resume_from;
     const CheckpointReader reader(resume_from);
-    config = config_for_resume(reader.config_toml(), argc, argv, flags.resume_auto);
+    config = config_for_resume(reader.config_toml(), argc, argv, flags.resume_auto, tool.distill);
     if (config.train.steps < reader.step())
       throw std::invalid_argument(fmt::format("--steps {}: the run is already at step {} ({}); pass --steps greater "
                                               "than {} to train longer",
                                               config.train.steps, reader.step(), resume_from, reader.step()));
   }
+  const bool resuming = !resume_from.empty();
+  if (config.distill.active() != tool.distill) {
+    if (!resume)
+      throw std::invalid_argument(tool.distill ? "--teacher: no teacher checkpoint given (a checkpoint or run directory)"
+                                               : "teacher: only ddpm-distill distils (this config names a teacher)");
+    throw std::invalid_argument(tool.distill ? "--resume: the run in '" + run_dir +
+                                                   "' is not a distillation; continue it with ddpm-train --resume"
+                                             : "--resume: the run in '" + run_dir +
+                                                   "' is a distillation; continue it with ddpm-distill --resume");
+  }
+  // A resumed run (or one restarted from its stored config.toml) has its final config already.
+  if (!resume && tool.fresh_config) config = tool.fresh_config(config, device);
   config.resolve();
 
   if (flags.dry_run) {
@@ -289,6 +304,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
 
   DataParallel data_parallel(*group);
   TrainerOptions options;
+  if (tool.objective) options.objective = tool.objective(config, device, resuming);
   data_parallel.configure(options);
   options.stop = &g_stop;
   std::unique_ptr<Progress> progress;
@@ -302,7 +318,10 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
     if (progress) progress->update(s.step, {{"loss", s.loss}, {"lr", s.lr}, {"|g|", s.grad_norm}});
   };
   Trainer trainer(config, dataset, device, options);
-  if (!resume_from.empty()) trainer.resume(resume_from);
+  if (resuming)
+    trainer.resume(resume_from);
+  else if (tool.fresh_start)
+    tool.fresh_start(trainer);
   data_parallel.attach(trainer);
 
   const auto& t = trainer.config().train;
@@ -320,7 +339,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (leader)
-    progress = std::make_unique<Progress>("train", t.steps, trainer.step(), t.batch_size * t.grad_accum, t.log_every);
+    progress = std::make_unique<Progress>(tool.distill ? "distill" : "train", t.steps, trainer.step(), t.batch_size * t.grad_accum, t.log_every);
   const auto fit_start = std::chrono::steady_clock::now();
   const int64_t done = trainer.fit();
   const double fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - fit_start).count();
@@ -350,23 +369,30 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
 
 }  // namespace
 
-int train_main(int argc, char** argv) {
+int run_train_tool(int argc, char** argv, const TrainTool& tool) {
   tune_cpu_environment(argv);  // may re-execute the program (see cpu_env.hpp)
-  CLI::App app{"ddpm-train: trains a denoising diffusion probabilistic model (Ho et al. 2020) on a folder of "
-               "images or an MNIST-family IDX file"};
-  app.footer(
-      "The run directory gets config.toml (the resolved config), checkpoints/ckpt-<step>.pt, samples/step-<step>.png, "
-      "metrics.jsonl and TensorBoard events files (tensorboard --logdir RUN-DIR).\n"
-      "SIGINT/SIGTERM: finishes the current step, saves a checkpoint and exits 0.\n"
-      "Example: ddpm-train --config configs/fashion-mnist-28.toml --run-dir runs/fmnist");
+  CLI::App app{tool.description};
+  app.footer(tool.footer);
   Config config;
   RuntimeOptions runtime;
   Flags flags;
-  add_all_options(app, config, runtime, flags, /*config_file=*/true);
+  add_all_options(app, config, runtime, flags, /*config_file=*/true, tool.distill);
   return run_app(app, argc, argv, [&] {
     if (flags.nproc_per_node > 0) return run_local_ranks(flags.nproc_per_node, argc, argv);
-    return train(config, runtime, flags, argc, argv);
+    return train(config, runtime, flags, argc, argv, tool);
   });
+}
+
+int train_main(int argc, char** argv) {
+  TrainTool tool;
+  tool.description =
+      "ddpm-train: trains a denoising diffusion probabilistic model (Ho et al. 2020) on a folder of "
+      "images or an MNIST-family IDX file";
+  tool.footer =
+      "The run directory gets config.toml (the resolved config), checkpoints/ckpt-<step>.pt, samples/step-<step>.png, "
+      "metrics.jsonl and TensorBoard events files (tensorboard --logdir RUN-DIR).\nSIGINT/SIGTERM: finishes the current step, saves a checkpoint and exits 0.\n"
+      "Example: ddpm-train --config configs/fashion-mnist-28.toml --run-dir runs/fmnist";
+  return run_train_tool(argc, argv, tool);
 }
 
 }  // namespace ddpm::cli

@@ -78,6 +78,11 @@ void save_checkpoint(const std::string& path, const CheckpointContents& c) {
       for (const auto& [name, state] : c.rng) sub.write(name, state);
       archive.write("rng", sub);
     }
+    if (!c.objective.empty()) {
+      torch::serialize::OutputArchive sub(cu);
+      for (const auto& [name, state] : c.objective) sub.write(name, state);
+      archive.write("objective", sub);
+    }
     archive.write("data_epoch", c10::IValue(c.data_state.epoch));
     archive.write("data_position", c10::IValue(c.data_state.position));
     // Serialised in memory first: LibTorch's file writer aborts the process when a write
@@ -266,6 +271,13 @@ at::Tensor CheckpointReader::rng_state(const std::string& name) const {
   const io::TorchArchive* rng = archive_->child("rng");
   const c10::IValue* v = rng ? rng->value(name) : nullptr;
   return v && v->isTensor() ? v->toTensor() : at::Tensor();
+}
+
+at::Tensor CheckpointReader::objective_state(const std::string& name) const {
+  torch::serialize::InputArchive sub;
+  at::Tensor state;
+  if (!archive_->try_read("objective", sub) || !sub.try_read(name, state)) return {};
+  return state;
 }
 
 LoaderState CheckpointReader::data_state() const {

@@ -115,9 +115,26 @@ void Config::set_classes(const Dataset& data) {
   }
 }
 
+int64_t DistillConfig::rounds() const {
+  int64_t r = 0;
+  while ((final_steps << r) < start_steps && r < 62) ++r;
+  return r;
+}
+
+void DistillConfig::validate() const {
+  if (!active()) return;
+  if ((final_steps << rounds()) != start_steps || final_steps >= start_steps)
+    bad("final-steps", "must be start-steps / 2^k with k >= 1 (N halves every round; got start-steps " +
+                           std::to_string(start_steps) + ", final-steps " + std::to_string(final_steps) + ")");
+  if (guidance && !(*guidance >= 0.0 && *guidance <= 1000.0)) bad("guidance", "must be in [0, 1000]");
+  if (!(guidance_sigma_low >= 0.0 && guidance_sigma_low < guidance_sigma_high))
+    bad("guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
+}
+
 void Config::validate() const {
   Config c = *this;
   c.resolve();
+  c.distill.validate();
   c.model.validate();
   c.schedule.validate();
   c.train.validate();

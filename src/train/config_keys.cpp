@@ -215,6 +215,28 @@ struct Table {
         },
         [](const std::string& v) { return v; }, help);
   }
+  // "LOW,HIGH" as ddpm-eval's --guidance-interval; "" = every step (0, ∞).
+  template <class F, class G>
+  ConfigKey& interval(const std::string& name, F low, G high, const std::string& help) {
+    ConfigKey& k = add(name, KeyType::String, help);
+    k.get = [low, high](const Config& c) {
+      if (low(c) == 0.0 && std::isinf(high(c))) return std::string();
+      return show(low(c)) + "," + show(high(c));
+    };
+    k.set = [low, high, kk = k](Config& c, const std::string& text) {
+      if (text.empty()) {
+        low(c) = 0.0;
+        high(c) = kInf;
+        return;
+      }
+      const size_t comma = text.find(',');
+      if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
+        reject("must be LOW,HIGH (got '" + text + "')");
+      low(c) = parse_float(kk, text.substr(0, comma));
+      high(c) = parse_float(kk, text.substr(comma + 1));
+    };
+    return k;
+  }
   template <class F>
   ConfigKey& list(const std::string& name, F field, const std::string& help) {
     ConfigKey& k = add(name, KeyType::IntegerList, help);
@@ -372,37 +394,40 @@ std::vector<ConfigKey> build() {
              "Class-conditional runs: classifier-free guidance weight of the evaluations' samples, every class "
              "drawn equally (0 = plain conditional)")
       .operational = true;
-  {
-    // "LOW,HIGH" as ddpm-eval's --guidance-interval; "" = every step.
-    ConfigKey& k = t.add("eval-guidance-interval", KeyType::String,
-                         "Class-conditional runs: guide the evaluations' samples only where sigma = "
-                         "sqrt((1 - alpha_bar)/alpha_bar) is in (LOW, HIGH], as LOW,HIGH (empty = every step)");
-    k.get = [](const Config& c) {
-      const TrainConfig& tc = c.train;
-      if (tc.eval_guidance_sigma_low == 0.0 && std::isinf(tc.eval_guidance_sigma_high)) return std::string();
-      return show(tc.eval_guidance_sigma_low) + "," + show(tc.eval_guidance_sigma_high);
-    };
-    k.set = [kk = k](Config& c, const std::string& text) {
-      TrainConfig& tc = c.train;
-      if (text.empty()) {
-        tc.eval_guidance_sigma_low = 0.0;
-        tc.eval_guidance_sigma_high = kInf;
-        return;
-      }
-      const size_t comma = text.find(',');
-      if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
-        reject("must be LOW,HIGH (got '" + text + "')");
-      tc.eval_guidance_sigma_low = parse_float(kk, text.substr(0, comma));
-      tc.eval_guidance_sigma_high = parse_float(kk, text.substr(comma + 1));
-    };
-    k.operational = true;
-  }
+  t.interval("eval-guidance-interval", FIELD(train.eval_guidance_sigma_low), FIELD(train.eval_guidance_sigma_high),
+             "Class-conditional runs: guide the evaluations' samples only where sigma = "
+             "sqrt((1 - alpha_bar)/alpha_bar) is in (LOW, HIGH], as LOW,HIGH (empty = every step)")
+      .operational = true;
   t.string("eval-features", FIELD(train.eval_features),
            "Feature network for evaluations: a ddpm-eval fit-classifier file or a TorchScript file")
       .operational = true;
   t.string("eval-ref", FIELD(train.eval_ref),
            "Reference for evaluations: statistics (.npz, FID only) or images (folder, idx:FILE)")
       .operational = true;
+
+  // ---------------------------------------------------------------- Distillation (ddpm-distill)
+  t.area = KeyArea::Distill;
+  t.group = "Distillation";
+  t.string("teacher", FIELD(distill.teacher),
+           "Progressive distillation: the teacher's checkpoint or run directory (its config gives the model, "
+           "schedule, data and prediction)");
+  t.string("student-init", FIELD(distill.student_init),
+           "The student's first weights: a checkpoint of the teacher's shape (default: the teacher's, EMA if any)");
+  t.integer("start-steps", FIELD(distill.start_steps), 2, 100000,
+            "DDIM steps of the teacher in the first round (trailing spacing); the student learns half as many");
+  t.integer("final-steps", FIELD(distill.final_steps), 1, 100000,
+            "The student's DDIM steps after the last round (start-steps / 2^rounds)");
+  t.integer("steps-per-round", FIELD(distill.steps_per_round), 1, 1e12, "Optimizer steps of each round");
+  t.optional_float("guidance", FIELD(distill.guidance),
+                   "Class-conditional teachers: classifier-free guidance weight w of the teacher the student "
+                   "learns (default: the teacher's eval-guidance)");
+  t.interval("guidance-interval", FIELD(distill.guidance_sigma_low), FIELD(distill.guidance_sigma_high),
+             "Guide the teacher only where sigma is in (LOW, HIGH] (default: with --guidance, every step; "
+             "without, the teacher's eval-guidance-interval)");
+  t.area = KeyArea::Distilled;  // written by ddpm-distill, never an option
+  t.integer("distilled-steps", FIELD(distill.distilled_steps), 0, 100000,
+            "Recorded: the DDIM steps this student was distilled for (0 = not distilled)");
+  t.integer("distilled-rounds", FIELD(distill.distilled_rounds), 0, 64, "Recorded: distillation rounds done");
 
   // ---------------------------------------------------------------- Sampling (the grids' sampler)
   // ddpm-sample binds the same keys with sample-steps → steps and sample-seed → seed.

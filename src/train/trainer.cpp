@@ -213,6 +213,18 @@ Trainer::Trainer(Config config, std::shared_ptr<Dataset> dataset, c10::Device de
   const int64_t share = t.batch_size / options_.world_size;
   state_->loader = std::make_unique<DataLoader>(dataset_, t.batch_size, t.seed, config_.data, LoaderState{},
                                                 LoaderSlice{options_.rank * share, share});
+  objective_ = options_.objective ? options_.objective : std::make_shared<DenoisingObjective>(t, *schedule_);
+  objective_->at_step(0, ema_model_, config_);
+}
+
+void Trainer::init_weights(const std::string& path) {
+  const CheckpointReader reader(path, device_);
+  if (reader.has_ema())
+    reader.load_ema(*model_);
+  else
+    reader.load_model(*model_);
+  ema_->copy_from_model();
+  event(fmt::format("weights from {} ({})", reader.path(), reader.has_ema() ? "its EMA" : "its raw weights"));
 }
 
 bool Trainer::stop_requested() {
@@ -262,6 +274,8 @@ void Trainer::resume(const std::string& path) {
       set_state(gen, s);
     }
   state_->loader->reset(reader.data_state());
+  objective_->load_state([&reader](const std::string& name) { return reader.objective_state(name); });
+  objective_->at_step(step_, ema_model_, config_);
   event(fmt::format("resumed from {} at step {}", reader.path(), step_));
 }
 
@@ -312,9 +326,6 @@ StepStats Trainer::train_step() {
       labels = at::where(draws.drop_u < t.cond_drop, at::full({B}, kNoClass, at::kLong),
                          dataset_->labels().index_select(0, batch.indices))
                    .to(device_);
-    // ᾱ in float64 (as q_sample's coefficients): float32 ᾱ = 0.9999 leaves 1 − ᾱ off by 2e-4.
-    // Gathered from the CPU indices, before they move to the device.
-    const at::Tensor alpha_bar = alpha_bar_at(*schedule_, timesteps, x0.dim(), device_);
     x0 = x0.to(device_);
     noise = noise.to(device_);
     timesteps = timesteps.to(device_);
@@ -322,18 +333,11 @@ StepStats Trainer::train_step() {
       x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
       noise = noise.contiguous(at::MemoryFormat::ChannelsLast);
     }
-    const at::Tensor xt = q_sample(*schedule_, x0, timesteps, noise);  // DDPM eq. 4
-    at::Tensor out;
-    {
+    const ModelForward forward = [this, &t](const at::Tensor& x, const at::Tensor& ts, const at::Tensor& c) {
       Autocast autocast(t.bf16, device_);
-      out = model_->forward(xt, timesteps, labels);
-    }
-    out = out.to(at::kFloat);
-    const at::Tensor target = training_target(t.prediction, x0, noise, alpha_bar);
-    const at::Tensor mse = (out - target).pow(2).mean({1, 2, 3});
-    const at::Tensor weight =
-        loss_weight(t.prediction, t.loss_weighting, alpha_bar, t.min_snr_gamma).to(at::kFloat).reshape({B});
-    const at::Tensor loss = (weight * mse).sum();
+      return model_->forward(x, ts, c).to(at::kFloat);
+    };
+    const at::Tensor loss = objective_->loss({x0, noise, timesteps, labels}, forward).sum();
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       non_finite = true;
@@ -373,6 +377,7 @@ StepStats Trainer::train_step() {
   state_->optimizer.step();
   ++step_;
   if (step_ % t.ema_update_every == 0) ema_->update();
+  objective_->at_step(step_, ema_model_, config_);
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   StepStats stats;
@@ -411,6 +416,7 @@ std::string Trainer::save_checkpoint() {
     c.rng["torch_cuda"] = get_state(gen);
   }
   c.data_state = state_->loader->state();
+  c.objective = objective_->state();
   try {
     ddpm::save_checkpoint(path, c);
   } catch (const std::runtime_error& e) {

@@ -12,6 +12,7 @@
 //   optimizer/       optimizer state (absent in sampling-only files)
 //   rng/<name>       uint8 generator states (exact resume)
 //   data_epoch, data_position   the loader's LoaderState
+//   objective/<name>  tensors of the training objective's own state (objective.hpp; absent when none)
 // Files are serialized in memory, written to "<path>.tmp" (every write checked), fsynced, renamed,
 // and the directory fsynced: a crash or a full disk mid-save never leaves a half-written
 // checkpoint under a checkpoint's name, and the previous one stays. Files are read without
@@ -60,6 +61,7 @@ struct CheckpointContents {
   std::map<std::string, at::Tensor> rng;  ///< generator states by name
   /// The data loader's position.
   LoaderState data_state;
+  std::map<std::string, at::Tensor> objective;  ///< the training objective's state by name
 };
 
 /// A checkpoint whose bytes are damaged (CRC-32 mismatch, damaged zip directory, unreadable
@@ -128,6 +130,8 @@ class CheckpointReader {
   at::Tensor rng_state(const std::string& name) const;
   /// The data loader's saved position.
   LoaderState data_state() const;
+  /// The training objective's tensor saved under `name` (undefined tensor if absent), on the reader's device.
+  at::Tensor objective_state(const std::string& name) const;
 
  private:
   void load_module(const std::string& key, torch::nn::Module& module) const;

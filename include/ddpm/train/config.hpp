@@ -6,6 +6,7 @@
 // `lr = 0.0002`, `base-channels = 32`.
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +81,31 @@ struct TrainConfig {
   void validate() const;
 };
 
+/// Progressive distillation (ddpm-distill, distill.hpp; Salimans & Ho 2022): how a student is
+/// distilled, and what it was distilled for. Empty `teacher`: not a distillation run.
+struct DistillConfig {
+  std::string teacher;              ///< the teacher's checkpoint or run directory (teacher)
+  std::string student_init;         ///< the student's first weights (student-init); "" = the teacher's
+  int64_t start_steps = 64;         ///< DDIM steps of the teacher in the first round (start-steps)
+  int64_t final_steps = 1;          ///< the student's DDIM steps after the last round (final-steps)
+  int64_t steps_per_round = 1000;   ///< optimizer steps per round (steps-per-round)
+  /// Class-conditional teachers: the teacher is guided with weight w (guidance) where σ is in
+  /// (low, high] (guidance-interval); unset: the teacher's eval-guidance and its interval.
+  std::optional<double> guidance;
+  double guidance_sigma_low = 0.0;
+  double guidance_sigma_high = std::numeric_limits<double>::infinity();
+  /// Recorded in the student's checkpoints: the DDIM steps it is distilled for (0 = not
+  /// distilled; during a round, that round's target) and the rounds done.
+  int64_t distilled_steps = 0;
+  int64_t distilled_rounds = 0;
+
+  bool active() const { return !teacher.empty(); }
+  /// log2(start-steps / final-steps): N halves every round.
+  int64_t rounds() const;
+  /// Throws BadInput naming the key: final-steps must be start-steps / 2^k with k >= 1.
+  void validate() const;
+};
+
 /// A run's whole configuration: what config.toml and a checkpoint hold; every field is a
 /// config key and a ddpm-train option.
 struct Config {
@@ -91,6 +117,7 @@ struct Config {
   DataConfig data;
   /// Optimisation and bookkeeping ([training]).
   TrainConfig train;
+  DistillConfig distill;  ///< distillation runs and distilled students
   SamplerConfig sample;  ///< the sampler for the sample grids; its prediction follows train.prediction
   std::string image_size;  ///< "N" or "HxW" (image-size); "" = the data's size
   int64_t channels = 0;    ///< 1, 3 or 4 (channels); 0 = the data's channel count

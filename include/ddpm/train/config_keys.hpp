@@ -24,7 +24,8 @@ enum class KeyType {
 };
 
 /// Which part of Config a key lives in (the tools bind one area at a time, e.g. the sampler's).
-enum class KeyArea { Top, Model, Schedule, Data, Train, Sample };
+/// Distill: ddpm-distill's options; Distilled: what a student records (no tool binds it).
+enum class KeyArea { Top, Model, Schedule, Data, Train, Distill, Distilled, Sample };
 
 /// One configuration key: its name, type, bounds, help, and how to read and write it in a
 /// Config. The TOML reader/writer and the command-line options are generated from the table.

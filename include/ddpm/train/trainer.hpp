@@ -30,6 +30,7 @@
 #include "ddpm/train/ema.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"
+#include "ddpm/train/objective.hpp"
 #include "ddpm/train/tensorboard.hpp"
 
 namespace ddpm {
@@ -91,6 +92,8 @@ struct TrainerOptions {
   /// Called with a message for the log (checkpoints saved, samples written).
   std::function<void(const std::string&)> on_event;
   bool write_files = true;  ///< false: nothing is written (tests of the arithmetic)
+  /// What is minimised (objective.hpp); null: the denoising loss of config.train.
+  std::shared_ptr<TrainingObjective> objective;
 };
 
 /// The timesteps, noise and label-drop numbers of `count` images of a micro-batch, starting at
@@ -119,6 +122,9 @@ class Trainer {
   /// Loads model, EMA, optimizer, step, RNG and loader state from a checkpoint file or run
   /// directory. Model keys must match this trainer's config.
   void resume(const std::string& checkpoint_or_run_dir);
+  /// Starts from another run's weights (its EMA weights if it has them): the model and its EMA
+  /// both get them; the optimizer, step and data order stay fresh. Model keys must match.
+  void init_weights(const std::string& checkpoint_or_run_dir);
 
   /// One optimizer step (grad-accum micro-batches). Throws NonFiniteLossError, StepInterrupted.
   StepStats train_step();
@@ -168,6 +174,7 @@ class Trainer {
   std::unique_ptr<NoiseSchedule> schedule_;
   UNet model_{nullptr}, ema_model_{nullptr};
   std::unique_ptr<EMA> ema_;
+  std::shared_ptr<TrainingObjective> objective_;
   struct State;  // optimizer, loader, metrics (heavy headers stay in trainer.cpp)
   std::unique_ptr<State> state_;
   int64_t step_ = 0;

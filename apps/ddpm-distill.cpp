@@ -1,0 +1,3 @@
+#include "tools/tools.hpp"
+
+int main(int argc, char** argv) { return ddpm::cli::distill_main(argc, argv); }
