@@ -22,7 +22,7 @@ case " $* " in *" --device"*) ranks=() ;; esac
 # One row of 8 per class (the config is class-conditional), classifier-free guidance w = 2 on the
 # noise levels σ in (0.28, 5.42] only, with iPNDM at 10 steps (trailing spacing): on the demo
 # checkpoint of 7 Dec 2026, FID 4.85 on 500 samples against 5.27 for dpm++2m at 20 steps, in half the
-# calls (bench/README.md "Samplers"); the ancestral 100 steps drawn before took 10× the calls.
+# calls (bench/README.md "Samplers"); the ancestral 100 steps drawn before gave 9.99 with 10× the calls.
 "$BIN/ddpm-sample" --checkpoint "$OUT/run" --class all --nrow 8 --guidance 2 --guidance-interval 0.28,5.42 \
   --seed 1 --sampler ipndm --steps 10 --out "$OUT/samples.png" --trajectory "$OUT/trajectory.png"
 echo "demo: samples:    $OUT/samples.png"
