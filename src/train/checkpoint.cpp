@@ -274,10 +274,9 @@ at::Tensor CheckpointReader::rng_state(const std::string& name) const {
 }
 
 at::Tensor CheckpointReader::objective_state(const std::string& name) const {
-  torch::serialize::InputArchive sub;
-  at::Tensor state;
-  if (!archive_->try_read("objective", sub) || !sub.try_read(name, state)) return {};
-  return state;
+  const io::TorchArchive* objective = archive_->child("objective");
+  const c10::IValue* v = objective ? objective->value(name) : nullptr;
+  return v && v->isTensor() ? v->toTensor() : at::Tensor();
 }
 
 LoaderState CheckpointReader::data_state() const {
