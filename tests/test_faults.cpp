@@ -34,6 +34,11 @@
 namespace fs = std::filesystem;
 using ddpm::test::read_bytes;
 using ddpm::test::run_command;
+using ddpm::test::make_image_folder;
+using ddpm::test::spawn;
+using ddpm::test::tiny_toml;
+using ddpm::test::wait_exit;
+using ddpm::test::wait_for;
 using ddpm::test::write_bytes;
 
 namespace {
@@ -51,20 +56,6 @@ std::vector<std::string> tensor_multiset(const std::string& path) {
       out.emplace_back(bytes.begin() + r.offset, bytes.begin() + r.offset + r.size);
   std::sort(out.begin(), out.end());
   return out;
-}
-std::string tiny_toml() { return ddpm::test::source_dir() + "/configs/tiny.toml"; }
-
-std::string make_image_folder(const std::string& dir) {
-  fs::create_directories(dir);
-  for (int n = 0; n < 16; ++n) {
-    ddpm::Image im;
-    im.width = im.height = 8;
-    im.channels = 3;
-    im.pixels.resize(8 * 8 * 3);
-    for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 37 + n * 11) % 256);
-    ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
-  }
-  return dir;
 }
 
 size_t lines_in(const std::string& path) {
@@ -95,44 +86,6 @@ struct TinyModel {
     return c;
   }
 };
-
-// Starts `argv` with stdout+stderr into `log`; returns the pid.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* out = std::freopen(log.c_str(), "w", stdout);
-    (void)out;
-    ::dup2(::fileno(stdout), 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-template <class Pred>
-bool wait_for(Pred pred, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
-
-// Exit status of `pid`, waiting at most `seconds` (then kills it and returns -1).
-int wait_exit(pid_t pid, int seconds) {
-  int status = 0;
-  const bool done = wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, seconds);
-  if (!done) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    return -1;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 }  // namespace
 

@@ -150,17 +150,19 @@ TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   c.train.save_every = 1;
   c.train.keep_last = 0;
   ddpm::Trainer trainer(c, tiny_images());
+  std::string msg;
   try {
     trainer.fit();
     FAIL() << "a loss of lr=1e30 stayed finite";
   } catch (const ddpm::NonFiniteLossError& e) {
-    const std::string msg = e.what();
+    msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     EXPECT_TRUE(msg.find("nan") != std::string::npos || msg.find("inf") != std::string::npos) << msg;
   }
-  // The failing step saved nothing; the checkpoint before it loads.
+  // The failing step saved nothing; the checkpoint before it loads, and the message names it.
   const std::string latest = ddpm::latest_checkpoint(dir);
   ASSERT_FALSE(latest.empty());
+  EXPECT_NE(msg.find("the last good checkpoint is " + latest), std::string::npos) << msg;
   ddpm::CheckpointReader reader(latest);
   EXPECT_EQ(reader.step(), trainer.step());
   EXPECT_FALSE(fs::exists(ddpm::checkpoint_path(dir, trainer.step() + 1)));

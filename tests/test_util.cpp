@@ -1,6 +1,7 @@
 #include "test_util.hpp"
 
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -15,6 +16,7 @@
 
 #include <new>
 #include <sstream>
+#include "ddpm/data/image.hpp"
 
 namespace ddpm::test {
 namespace {
@@ -200,5 +202,46 @@ void write_idx_pair(const std::string& images_path, const std::string& labels_pa
   write_bytes(images_path, im);
   if (!labels_path.empty()) write_bytes(labels_path, lb);
 }
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* out = std::freopen(log.c_str(), "w", stdout);
+    (void)out;
+    ::dup2(::fileno(stdout), 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid, int seconds) {
+  int status = 0;
+  const bool done = wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, seconds);
+  if (!done) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string make_image_folder(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  for (int n = 0; n < 16; ++n) {
+    ddpm::Image im;
+    im.width = im.height = 8;
+    im.channels = 3;
+    im.pixels.resize(8 * 8 * 3);
+    for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 37 + n * 11) % 256);
+    ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
+  }
+  return dir;
+}
+
+std::string tiny_toml() { return source_dir() + "/configs/tiny.toml"; }
 
 }  // namespace ddpm::test

@@ -1,9 +1,13 @@
 #pragma once
 // Helpers shared by the tests: paths given by CTest's environment, temp dirs, running tools.
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "io/zip_reader.hpp"
@@ -47,6 +51,25 @@ Measured run_measured(const std::string& command_line);
 /// peak_rss_mb is the child's peak resident set (VmHWM) above what it held when `f` started.
 Measured run_forked(const std::function<void()>& f, double limit_mb);
 
+/// Starts `argv` (argv[0] a path) with stdout and stderr into the file `log`; returns the pid.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log);
+/// Polls `pred` every 50 ms for at most `seconds`; whether it became true.
+template <class Pred>
+bool wait_for(Pred pred, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+/// Exit status of `pid` (128 + signal when killed), waiting at most `seconds` (then kills it
+/// and returns -1).
+int wait_exit(pid_t pid, int seconds);
+/// 16 RGB 8×8 PNG images in `dir` (created); returns `dir`.
+std::string make_image_folder(const std::string& dir);
+/// configs/tiny.toml of the source tree.
+std::string tiny_toml();
 /// The message of the exception `f` throws ("" if none).
 template <class F>
 std::string error_of(F&& f) {

@@ -17,6 +17,9 @@ struct RuntimeOptions {
   int64_t max_params = 1000000000;  ///< ModelLimits::max_params: networks built from files are checked against it
 };
 
+/// The largest --threads accepted: max(64, 4 × std::thread::hardware_concurrency()).
+int max_threads();
+
 /// Adds --device, --threads, --log-level, --max-params and --version to `app`.
 void add_runtime_options(CLI::App& app, RuntimeOptions& options);
 
@@ -32,8 +35,11 @@ struct ExitError : std::runtime_error {
 };
 
 /// Parses argv into `app` and runs `body`. Exit codes: what body returns;
-/// 2 for a CLI11 parse error or std::invalid_argument (bad input, one line on stderr);
-/// ExitError's code; 1 for any other exception (one line on stderr).
+/// 2 for a CLI11 parse error or std::invalid_argument (bad input, one line on stderr), an output
+/// path that cannot be created (io::UnwritableOutput) and an allocation that fails (a size from
+/// the config or options too large for the machine); ExitError's code; 1 for any other
+/// exception (one line). SIGPIPE is ignored: writing to a closed pipe fails with EPIPE instead of
+/// killing the tool.
 int run_app(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 
 }  // namespace ddpm::cli

@@ -17,6 +17,7 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/eval/classifier.hpp"
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/eval/features.hpp"
 #include "ddpm/eval/image_set.hpp"
 #include "ddpm/eval/kid.hpp"
@@ -257,11 +258,7 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     json << ", \"precision\": " << pr.precision << ", \"recall\": " << pr.recall << ", \"pr_k\": " << pr.k;
   }
   json << "}\n";
-  if (!o.json.empty()) {
-    std::ofstream out(o.json);
-    out << json.str();
-    if (!out) throw std::runtime_error("'" + o.json + "': cannot write");
-  }
+  if (!o.json.empty()) io::write_file_atomically(o.json, json.str());
   if (!o.log_to.empty()) {
     // A run of its own beside the training's (RUN/eval): evaluations of older checkpoints, made
     // while the run trains on, never disturb the training's events files.
@@ -374,8 +371,8 @@ int eval_main(int argc, char** argv) {
                    "Draw the --checkpoint samples on this many local processes (ranks) of this program, each a "
                    "contiguous slice with 1 thread (or --threads each); the samples are those of one process");
   compare->add_flag("--no-ema", co.no_ema, "Sample with the raw weights instead of the EMA weights");
-  compare->add_option("--limit-real", co.limit_real, "Use only the first N real images (0 = all)")->capture_default_str();
-  compare->add_option("--limit-fake", co.limit_fake, "Use only the first N fake images (0 = all)")->capture_default_str();
+  compare->add_option("--limit-real", co.limit_real, "Use only the first N real images (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  compare->add_option("--limit-fake", co.limit_fake, "Use only the first N fake images (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   add_feature_options(*compare, co.features, co.script, co.script_input);
   compare->add_flag("--fid,!--no-fid", co.fid, "Report FID");
   compare->add_flag("--kid,!--no-kid", co.kid, "Report KID");
@@ -398,7 +395,7 @@ int eval_main(int argc, char** argv) {
   SetOptions sso;
   stats->add_option("--data", sto.data, "Images (folder, idx:FILE, grid:PNG)")->required();
   stats->add_option("--out", sto.out, "The .npz file to write")->required();
-  stats->add_option("--limit", sto.limit, "Use only the first N images (0 = all)")->capture_default_str();
+  stats->add_option("--limit", sto.limit, "Use only the first N images (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   add_feature_options(*stats, sto.features, sto.script, sto.script_input);
   add_set_options(*stats, sso);
   add_runtime_options(*stats, runtime);

@@ -26,6 +26,7 @@
 #include "ddpm/util/errors.hpp"
 #include "tools/tools.hpp"
 #include "ddpm/data/image.hpp"
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/samplers/sampler.hpp"
 
 namespace ddpm::cli {
@@ -48,7 +49,9 @@ struct SampleOptions {
 
 void ensure_parent_dir(const std::string& file) {
   auto parent = std::filesystem::path(file).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec)
+    throw io::UnwritableOutput("cannot write '" + file + "': cannot create its directory: " + ec.message());
 }
 
 // The steps (1-based, of `total`) at which a trajectory keeps a frame: evenly spaced,

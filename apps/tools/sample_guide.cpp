@@ -83,6 +83,7 @@ void set_guidance_interval(Guidance& g, const std::vector<double>& interval) {
 void add_guide_options(CLI::App& app, GuideOptions& o) {
   const char* g = "Guidance and editing";
   app.add_option("--class", o.cls, "Class-conditional checkpoints: a class name or id, or 'all' (one grid row per class)")
+      ->check([](const std::string& v) { return v.empty() ? std::string("expected a class name or id, got ''") : ""; })
       ->group(g);
   app.add_option("--guidance", o.guidance,
                  "Classifier-free guidance weight w >= 0: (1+w) eps(x, class) - w eps(x) (0 = plain conditional)")

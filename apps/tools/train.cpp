@@ -43,7 +43,8 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-// First SIGINT/SIGTERM: finish the step, save, exit 0. A second one: die at once.
+// First SIGINT/SIGTERM/SIGHUP (a closed terminal or ssh session): finish the step, save, exit 0
+// (a save is never cut off midway, leaving a ckpt-*.pt.tmp). A second one: die at once.
 extern "C" void on_signal(int sig) {
   if (g_stop.exchange(true)) {
     std::signal(sig, SIG_DFL);
@@ -60,6 +61,7 @@ struct Flags {
   int nproc_per_node = 0;
   bool dry_run = false;
   std::string resume_from;  // an explicit (possibly older) checkpoint
+  bool allow_config_change = false;  // --resume-from another run's checkpoint, knowingly
 };
 
 // What a resumed run may change: the config keys marked operational in the key table (how long,
@@ -108,6 +110,11 @@ void add_all_options(CLI::App& app, Config& config, RuntimeOptions& runtime, Fla
                  "Continue the run in --run-dir from this checkpoint (may be older than the latest: the newer "
                  "ones are moved to checkpoints/abandoned-<time>/)")
       ->configurable(false);
+  app.add_flag("--allow-config-change", flags.allow_config_change,
+               "With --resume-from: accept a checkpoint whose config differs from the run's own config.toml in "
+               "non-operational keys (another run's checkpoint): the run continues from it with its config; "
+               "its run directory is never written to")
+      ->configurable(false);
   app.add_flag("--dry-run", flags.dry_run, "Build the model, print its summary and exit")->configurable(false);
   add_config_options(app, config, distill);
 }
@@ -147,13 +154,51 @@ Config config_for_resume(const std::string& toml, int argc, char** argv, bool au
   return config;
 }
 
+// The run's own config (run_dir/config.toml), if it has one.
+std::unique_ptr<Config> own_config(const std::string& run_dir) {
+  const std::string path = (std::filesystem::path(run_dir) / "config.toml").string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return nullptr;
+  return std::make_unique<Config>(config_from_file(path));
+}
+
+// The non-operational keys in which `other` differs from `own`, as "key (own → other)".
+std::vector<std::string> differing_keys(const Config& own, const Config& other) {
+  std::vector<std::string> out;
+  for (const ConfigKey& k : config_keys())
+    if (!k.operational && k.get(own) != k.get(other))
+      out.push_back(k.name + " ('" + k.get(own) + "' here, '" + k.get(other) + "' there)");
+  return out;
+}
+
+// --resume-from a checkpoint whose config is not the run's: another run's. Refused (before
+// anything in the run directory moves) unless --allow-config-change.
+void check_foreign_checkpoint(const std::string& run_dir, const CheckpointReader& reader, bool allowed) {
+  const std::unique_ptr<Config> own = own_config(run_dir);
+  if (!own) return;  // a new run directory: nothing of its own to protect
+  const std::vector<std::string> diff = differing_keys(*own, reader.config());
+  if (diff.empty()) return;
+  std::string list = diff[0];
+  for (size_t i = 1; i < std::min<size_t>(diff.size(), 3); ++i) list += ", " + diff[i];
+  if (diff.size() > 3) list += fmt::format(" and {} more", diff.size() - 3);
+  if (!allowed)
+    throw std::invalid_argument("--resume-from '" + reader.path() + "': another run's checkpoint: its config differs "
+                                "from " + run_dir + "/config.toml in " + list +
+                                "; pass --allow-config-change to continue this run from it, or use another --run-dir");
+  spdlog::warn("--resume-from {}: --allow-config-change: the run continues with that checkpoint's config (it differs "
+               "in {})", reader.path(), list);
+}
+
 // The checkpoint a resume starts from: --resume-from, or the newest one that is intact (a
 // corrupt newest one is reported and skipped). Checkpoints after it are moved aside, so that
 // "latest" and pruning see only this run's trajectory.
-std::string pick_resume_checkpoint(const std::string& run_dir, const std::string& explicit_path) {
+std::string pick_resume_checkpoint(const std::string& run_dir, const std::string& explicit_path,
+                                   bool allow_config_change) {
   std::string chosen;
   if (!explicit_path.empty()) {
-    chosen = CheckpointReader(explicit_path).path();
+    const CheckpointReader reader(explicit_path);
+    check_foreign_checkpoint(run_dir, reader, allow_config_change);
+    chosen = reader.path();
   } else {
     const auto all = list_checkpoints(run_dir);
     if (all.empty())
@@ -245,10 +290,15 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
                      run_dir, stored_config);
       std::ifstream in(stored_config);
       const std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      config = config_for_resume(toml, argc, argv, flags.resume_auto, tool.distill);
+      try {
+        config = config_for_resume(toml, argc, argv, flags.resume_auto, tool.distill);
+      } catch (const std::invalid_argument& e) {
+        if (std::string(e.what()).rfind("config: ", 0) != 0) throw;
+        throw std::invalid_argument("'" + stored_config + "': " + e.what());
+      }
     } else if (resume) {
       if (leader) {
-        resume_from = pick_resume_checkpoint(run_dir, flags.resume_from);
+        resume_from = pick_resume_checkpoint(run_dir, flags.resume_from, flags.allow_config_change);
         decision = CheckpointReader(resume_from).step();
       }
     } else if (leader && !flags.dry_run && !latest_checkpoint(run_dir).empty()) {
@@ -266,7 +316,25 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   if (resume && decision >= 0) {
     if (!leader) resume_from = flags.resume_from.empty() ? checkpoint_path(run_dir, decision) : flags.resume_from;
     const CheckpointReader reader(resume_from);
-    config = config_for_resume(reader.config_toml(), argc, argv, flags.resume_auto, tool.distill);
+    std::string toml = reader.config_toml();
+    if (!flags.resume_from.empty())
+      if (const std::unique_ptr<Config> own = own_config(run_dir);
+          own && !differing_keys(*own, reader.config()).empty()) {
+        // Another run's checkpoint (--allow-config-change): its model and data, this run's
+        // operational keys (keep-last, save-every, ...), never the other run's.
+        Config merged = reader.config();
+        for (const ConfigKey& k : config_keys())
+          if (k.operational) k.set(merged, k.get(*own));
+        toml = config_to_toml(merged);
+      }
+    try {
+      config = config_for_resume(toml, argc, argv, flags.resume_auto, tool.distill);
+    } catch (const std::invalid_argument& e) {
+      if (std::string(e.what()).rfind("config: ", 0) != 0) throw;
+      throw std::invalid_argument("checkpoint '" + resume_from + "': " + e.what());
+    }
+    // The run directory is the one locked above, never the one stored in the checkpoint.
+    config.train.run_dir = run_dir;
     if (config.train.steps < reader.step())
       throw std::invalid_argument(fmt::format("--steps {}: the run is already at step {} ({}); pass --steps greater "
                                               "than {} to train longer",
@@ -338,6 +406,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_signal);
   if (leader)
     progress = std::make_unique<Progress>(tool.distill ? "distill" : "train", t.steps, trainer.step(), t.batch_size * t.grad_accum, t.log_every);
   const auto fit_start = std::chrono::steady_clock::now();
@@ -347,6 +416,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
   progress.reset();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGHUP, SIG_DFL);
   if (launch.distributed() && done > 0) {
     const dist::ReducerStats r = data_parallel.stats();
     spdlog::info("data parallel: {} ranks, {:.1f} ms per step; gradient all-reduce in {} buckets, {:.1f} ms per step "
@@ -390,7 +460,8 @@ int train_main(int argc, char** argv) {
       "images or an MNIST-family IDX file";
   tool.footer =
       "The run directory gets config.toml (the resolved config), checkpoints/ckpt-<step>.pt, samples/step-<step>.png, "
-      "metrics.jsonl and TensorBoard events files (tensorboard --logdir RUN-DIR).\nSIGINT/SIGTERM: finishes the current step, saves a checkpoint and exits 0.\n"
+      "metrics.jsonl and TensorBoard events files (tensorboard --logdir RUN-DIR).\nSIGINT/SIGTERM/SIGHUP: finishes the current step, saves a checkpoint and exits 0.\n"
+      "A closed log stream (ddpm-train ... 2>&1 | head) does not end the run: logging to it stops, training goes on.\n"
       "Example: ddpm-train --config configs/fashion-mnist-28.toml --run-dir runs/fmnist";
   return run_train_tool(argc, argv, tool);
 }

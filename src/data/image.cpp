@@ -1,4 +1,6 @@
 #include "ddpm/data/image.hpp"
+#include "ddpm/io/atomic_file.hpp"
+#include "ddpm/io/read_file.hpp"
 
 #include <ATen/ATen.h>
 // Implementations live in libstb.so (Debian's stb package): headers only here.
@@ -22,11 +24,8 @@ namespace ddpm {
 namespace {
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open image file '" + path + "'");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error("cannot read image file '" + path + "'");
-  return bytes;
+  const std::string bytes = io::read_regular_file(path, "image file");
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
 // stb_image decodes a JPEG, BMP, TGA or GIF cut short without complaint (it reads
@@ -262,15 +261,9 @@ std::string encode_png(const Image& image, const std::string& what) {
 }
 
 void save_png(const std::string& path, const Image& image) {
-  // Encoded in memory, then written with every write checked: stb's own file writer ignores
-  // write errors (a full disk or /dev/full gave a 0-byte file and success).
   const std::string png = encode_png(image, "save_png '" + path + "'");
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(errno));
-  const bool written = std::fwrite(png.data(), 1, png.size(), f) == png.size() && std::fflush(f) == 0;
-  const int err = errno;
-  if (std::fclose(f) != 0 || !written)
-    throw std::runtime_error("cannot write PNG file '" + path + "': " + std::strerror(written ? errno : err));
+  // Atomic: a failed write (full disk) leaves the old file, never a partial PNG.
+  io::write_file_atomically(path, png);
 }
 
 Image image_from_tensor(const at::Tensor& chw_uint8) {

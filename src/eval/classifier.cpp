@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/util/errors.hpp"
 #include "io/torch_archive.hpp"
 
@@ -133,13 +135,14 @@ void save_classifier(const std::string& path, const Classifier& model, double te
   archive.write("model", weights);
   const std::filesystem::path target(path);
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
+  // Serialised in memory, then written atomically (a failed write leaves the old file, no .tmp).
+  std::ostringstream bytes;
   try {
-    archive.save_to(tmp);
+    archive.save_to(bytes);
   } catch (const std::exception& e) {
-    throw std::runtime_error("'" + path + "': cannot write (" + first_line(e.what()) + ")");
+    throw std::runtime_error("'" + path + "': cannot serialise (" + first_line(e.what()) + ")");
   }
-  std::filesystem::rename(tmp, target);
+  io::write_file_atomically(path, bytes.str());
 }
 
 namespace {

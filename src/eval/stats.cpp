@@ -71,6 +71,11 @@ FeatureStats StatsAccumulator::finish(std::string features) const {
 
 FeatureStats compute_stats(const at::Tensor& features, std::string name) {
   if (features.dim() != 2) throw std::invalid_argument("feature statistics: expected features [N, D]");
+  // NaN features would surface only as "linalg.eigh failed to converge" in the FID, naming nothing.
+  if (const int64_t bad = (~at::isfinite(features)).sum().item<int64_t>(); bad > 0)
+    throw std::invalid_argument("features" + (name.empty() ? std::string() : " of " + name) + ": " +
+                                std::to_string(bad) + " of " + std::to_string(features.numel()) +
+                                " values are NaN or infinite (the feature network's output); no statistics");
   StatsAccumulator acc(features.size(1));
   acc.add(features);
   return acc.finish(std::move(name));
@@ -92,6 +97,9 @@ double frechet_distance(const at::Tensor& mu1_in, const at::Tensor& sigma1_in, c
   if (mu1.numel() != mu2.numel() || s1.sizes() != s2.sizes())
     throw std::invalid_argument("Fréchet distance: feature dimensions differ (" + std::to_string(mu1.numel()) +
                                 " vs " + std::to_string(mu2.numel()) + ")");
+  if (!at::isfinite(mu1).all().item<bool>() || !at::isfinite(s1).all().item<bool>() ||
+      !at::isfinite(mu2).all().item<bool>() || !at::isfinite(s2).all().item<bool>())
+    throw std::invalid_argument("Fréchet distance: the statistics hold NaN or infinity");
   s1 = (s1 + s1.t()) * 0.5;
   s2 = (s2 + s2.t()) * 0.5;
   at::Tensor root1 = sqrt_psd(s1);

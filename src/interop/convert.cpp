@@ -7,6 +7,7 @@
 
 #include "ddpm/train/checkpoint.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
+#include "ddpm/io/read_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -50,6 +51,8 @@ bool is_libddpm_checkpoint(const std::string& path) {
 
 Imported load_source(const std::string& source, const ConvertOptions& options) {
   if (!fs::exists(source)) throw std::invalid_argument("source '" + source + "': no such file or folder");
+  // A FIFO or device would block the format probe below forever.
+  if (!fs::is_directory(source)) io::require_regular_file(source, "source");
   SourceFormat f = options.from;
   if (f == SourceFormat::Auto) {
     if (is_libddpm_checkpoint(source)) f = SourceFormat::Libddpm;

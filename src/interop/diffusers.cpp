@@ -19,6 +19,7 @@
 
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/safetensors.hpp"
+#include "ddpm/io/read_file.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/version.hpp"
 
@@ -31,14 +32,7 @@ namespace {
 const char* kInterleavedKey = "_libddpm_time_embedding";
 
 std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::invalid_argument("'" + path + "': cannot be opened");
-  const std::streamoff size = in.tellg();
-  if (size < 0 || size > (std::streamoff{16} << 20)) throw std::invalid_argument("'" + path + "': not a config file (size)");
-  std::string s(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  in.read(s.data(), size);
-  return s;
+  return io::read_regular_file(path, "config file", std::uint64_t{16} << 20);
 }
 
 json::Value read_json(const std::string& path) {

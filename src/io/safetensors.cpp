@@ -11,6 +11,7 @@
 
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/json.hpp"
+#include "ddpm/io/read_file.hpp"
 
 namespace ddpm::safetensors {
 
@@ -149,14 +150,8 @@ Contents parse(std::string_view bytes, const std::string& name) {
 }
 
 Contents read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::invalid_argument("safetensors file '" + path + "': cannot be opened");
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw std::invalid_argument("safetensors file '" + path + "': cannot read its size");
   // The whole file is read once (its size bounds the allocation); tensors are copied out of it.
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  if (!in.read(bytes.data(), size)) throw std::invalid_argument("safetensors file '" + path + "': read error");
+  const std::string bytes = io::read_regular_file(path, "safetensors file");
   return parse(bytes, path);
 }
 

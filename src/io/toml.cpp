@@ -257,7 +257,15 @@ class Parser {
     if (depth > kMaxDepth) fail("key '" + path.back() + "' nested more than " + std::to_string(kMaxDepth) + " deep");
     Value* parent = descend(&table, path, path.size() - 1, true);
     if (child(parent, path.back()) != nullptr) fail("key '" + path.back() + "' is defined twice");
-    Value v = value(depth);
+    Value v;
+    try {
+      v = value(depth);
+    } catch (const ParseError& e) {  // name the key whose value is bad (once, at the innermost key)
+      const std::string what = e.what();
+      const size_t colon = what.find(": ");
+      if (colon == std::string::npos || what.find(": key '") != std::string::npos) throw;
+      throw ParseError(what.substr(0, colon) + ": key '" + path.back() + "': " + what.substr(colon + 2));
+    }
     v.line = key_line;
     if (v.kind == Value::Kind::Array || v.kind == Value::Kind::Table) v.closed = true;
     add(parent, path.back(), std::move(v));

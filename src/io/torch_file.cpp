@@ -14,6 +14,7 @@
 
 #include "io/unpickler.hpp"
 #include "io/zip_reader.hpp"
+#include "ddpm/io/read_file.hpp"
 
 namespace ddpm::torch_file {
 
@@ -125,12 +126,7 @@ std::map<std::string, at::Tensor> parse_state_dict(std::string_view bytes, const
 }
 
 std::map<std::string, at::Tensor> read_state_dict(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::invalid_argument("torch file '" + path + "': cannot be opened");
-  const std::streamoff size = in.tellg();
-  std::string bytes(static_cast<size_t>(std::max<std::streamoff>(size, 0)), '\0');
-  in.seekg(0);
-  if (size < 0 || !in.read(bytes.data(), size)) throw std::invalid_argument("torch file '" + path + "': read error");
+  const std::string bytes = io::read_regular_file(path, "torch file");
   return parse_state_dict(bytes, path);
 }
 

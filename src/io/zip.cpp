@@ -1,5 +1,6 @@
 #include "io/zip.hpp"
 
+#include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/crc32.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/inflate.hpp"
@@ -168,18 +169,8 @@ void write_zip_stored(const std::string& path, const std::vector<std::pair<std::
 
   const std::filesystem::path target(path);
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
-    if (!f) throw std::runtime_error("'" + path + "': cannot write");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("'" + path + "': cannot write (" + ec.message() + ")");
-  }
+  // Atomic: a full disk leaves the old file and no PATH.tmp behind.
+  write_file_atomically(path, std::string(out.begin(), out.end()));
 }
 
 }  // namespace ddpm::io

@@ -3,6 +3,9 @@
 #include "ddpm/util/errors.hpp"
 
 
+#include <ATen/ATen.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -43,10 +46,43 @@ int64_t step_of(const std::string& name) {
   throw CorruptCheckpointError("checkpoint '" + path + "': " + what);
 }
 
+bool finite(const at::Tensor& t) {
+  return !t.defined() || !at::isFloatingType(t.scalar_type()) || at::isfinite(t).all().item<bool>();
+}
+
+std::string first_non_finite(const torch::nn::Module& m, const std::string& what) {
+  for (const auto& p : m.named_parameters())
+    if (!finite(p.value())) return what + " weight " + p.key();
+  for (const auto& b : m.named_buffers())
+    if (!finite(b.value())) return what + " buffer " + b.key();
+  return "";
+}
+
 }  // namespace
+
+std::string first_non_finite(const CheckpointContents& c) {
+  if (c.model)
+    if (std::string bad = first_non_finite(*c.model, "model"); !bad.empty()) return bad;
+  if (c.ema)
+    if (std::string bad = first_non_finite(*c.ema, "EMA"); !bad.empty()) return bad;
+  if (c.optimizer)
+    for (const auto& [key, state] : c.optimizer->state()) {
+      std::vector<at::Tensor> moments;
+      if (const auto* s = dynamic_cast<const torch::optim::AdamWParamState*>(state.get()))
+        moments = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
+      else if (const auto* a = dynamic_cast<const torch::optim::AdamParamState*>(state.get()))
+        moments = {a->exp_avg(), a->exp_avg_sq(), a->max_exp_avg_sq()};
+      for (const at::Tensor& m : moments)
+        if (!finite(m)) return "optimizer moment of a parameter";
+    }
+  return "";
+}
 
 void save_checkpoint(const std::string& path, const CheckpointContents& c) {
   if (!c.model) throw std::invalid_argument("save_checkpoint: no model given");
+  // A checkpoint is what a run falls back to: one written from diverged weights would poison it.
+  if (const std::string bad = first_non_finite(c); !bad.empty())
+    throw std::runtime_error("checkpoint '" + path + "': not written: the " + bad + " holds NaN or infinity");
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
   std::ostringstream bytes;

@@ -1,6 +1,7 @@
 #include "ddpm/train/config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -34,13 +35,14 @@ void TrainConfig::validate() const {
   if (batch_size > kMaxBatch) bad("batch-size", "must be <= " + std::to_string(kMaxBatch) + ", got " + std::to_string(batch_size));
   if (sample_n < 1 || sample_n > kMaxSampleN)
     bad("sample-n", "must be in [1, " + std::to_string(kMaxSampleN) + "], got " + std::to_string(sample_n));
-  if (!(lr >= 0.0)) bad("lr", "must be >= 0");
+  // Finite: an infinite step size (or eps, decay, clip) turns every weight into inf/NaN at step 1.
+  if (!(lr > 0.0 && std::isfinite(lr))) bad("lr", "must be a finite number > 0, got " + std::to_string(lr));
   if (!(adam_beta1 >= 0.0 && adam_beta1 < 1.0)) bad("adam-beta1", "must be in [0, 1)");
   if (!(adam_beta2 >= 0.0 && adam_beta2 < 1.0)) bad("adam-beta2", "must be in [0, 1)");
-  if (!(adam_eps > 0.0)) bad("adam-eps", "must be > 0");
-  if (!(weight_decay >= 0.0)) bad("weight-decay", "must be >= 0");
+  if (!(adam_eps > 0.0 && std::isfinite(adam_eps))) bad("adam-eps", "must be a finite number > 0");
+  if (!(weight_decay >= 0.0 && std::isfinite(weight_decay))) bad("weight-decay", "must be a finite number >= 0");
   if (warmup_steps < 0) bad("warmup-steps", "must be >= 0");
-  if (!(grad_clip >= 0.0)) bad("grad-clip", "must be >= 0 (0 = no clipping)");
+  if (!(grad_clip >= 0.0 && std::isfinite(grad_clip))) bad("grad-clip", "must be a finite number >= 0 (0 = no clipping)");
   if (grad_accum < 1) bad("grad-accum", "must be >= 1");
   if (!(ema_decay >= 0.0 && ema_decay <= 1.0)) bad("ema-decay", "must be in [0, 1]");
   parse_ema_warmup(ema_warmup);

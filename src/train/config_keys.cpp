@@ -1,5 +1,6 @@
 #include "ddpm/train/config_keys.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -108,6 +109,8 @@ std::vector<std::string> split_names(const std::string& text) {
     const size_t end = text.find(',', begin);
     out.push_back(text.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
     if (out.back().empty()) reject("empty class name in '" + text + "'");
+    if (std::find(out.begin(), out.end() - 1, out.back()) != out.end() - 1)
+      reject("class name '" + out.back() + "' appears twice in '" + text + "'");
     if (end == std::string::npos) return out;
     begin = end + 1;
   }

@@ -123,6 +123,12 @@ void truncate_metrics(const std::string& path, int64_t step) {
   io::write_file_atomically(path, kept);
 }
 
+// Every checkpoint was checked finite before it was written, so the latest is the last good one.
+std::string last_good_checkpoint(const std::string& run_dir) {
+  const std::string latest = latest_checkpoint(run_dir);
+  return latest.empty() ? "no checkpoint was saved" : "the last good checkpoint is " + latest;
+}
+
 std::string non_finite_text(double value, bool distributed) {
   return fmt::format("{}{}", value, distributed ? " (on at least one rank)" : "");
 }
@@ -366,14 +372,15 @@ StepStats Trainer::train_step() {
   }
   if (non_finite)
     throw NonFiniteLossError(fmt::format("step {}: the loss is {}; training stopped (try a lower --lr or "
-                                         "--grad-clip; the last saved checkpoint is kept)",
-                                         step_ + 1, non_finite_text(bad_value, distributed())));
+                                         "--grad-clip); {}",
+                                         step_ + 1, non_finite_text(bad_value, distributed()),
+                                         last_good_checkpoint(config_.train.run_dir)));
   const double max_norm = t.grad_clip > 0 ? t.grad_clip : std::numeric_limits<double>::infinity();
   const double grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), max_norm);
   if (!std::isfinite(grad_norm))
     throw NonFiniteLossError(fmt::format("step {}: the gradient norm is {}; training stopped (try a lower --lr or "
-                                         "--grad-clip; the last saved checkpoint is kept)",
-                                         step_ + 1, grad_norm));
+                                         "--grad-clip); {}",
+                                         step_ + 1, grad_norm, last_good_checkpoint(config_.train.run_dir)));
   state_->optimizer.step();
   ++step_;
   if (step_ % t.ema_update_every == 0) ema_->update();
@@ -417,6 +424,10 @@ std::string Trainer::save_checkpoint() {
   }
   c.data_state = state_->loader->state();
   c.objective = objective_->state();
+  if (const std::string bad = first_non_finite(c); !bad.empty())
+    throw NonFiniteLossError(fmt::format("step {}: the {} is NaN or infinite; training stopped and the step was not "
+                                         "saved (try a lower --lr or --grad-clip); {}",
+                                         step_, bad, last_good_checkpoint(config_.train.run_dir)));
   try {
     ddpm::save_checkpoint(path, c);
   } catch (const std::runtime_error& e) {

@@ -71,8 +71,13 @@ class CorruptCheckpointError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// The first floating-point tensor of `contents` (model, EMA, optimizer state) holding NaN or
+/// infinity, named (e.g. "model weight down.0.conv.weight"); "" when every one is finite.
+std::string first_non_finite(const CheckpointContents& contents);
+
 /// Writes `path` atomically and durably (see above), creating its directory. Throws
-/// std::runtime_error (one line, naming the file and the reason, e.g. no space left on device);
+/// std::runtime_error (one line, naming the file and the reason, e.g. no space left on device,
+/// or a weight that is NaN/inf: a checkpoint is never written from non-finite weights);
 /// nothing is left behind and an existing `path` is unchanged.
 void save_checkpoint(const std::string& path, const CheckpointContents& contents);
 
