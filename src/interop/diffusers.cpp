@@ -390,7 +390,8 @@ UNet import_diffusers_weights(const StateDict& weights, const Config& config, co
   for (const auto& kv : weights)
     if (kv.first.find(".attentions.0.query.") != std::string::npos) legacy = true;
   // The network is sized from the config before it is built (UNetConfig::validate_limits), and
-  // can have no more parameters than the weights file holds.
+  // may not describe far more parameters than the weights file holds (a small config cannot make
+  // us build a huge network); within 2× a missing or mis-shaped tensor is named below instead.
   try {
     config.model.validate_limits();
   } catch (const std::invalid_argument& e) {
@@ -398,7 +399,7 @@ UNet import_diffusers_weights(const StateDict& weights, const Config& config, co
   }
   int64_t stored = 0;
   for (const auto& kv : weights) stored += kv.second.numel();
-  if (parameter_count(config.model) > stored)
+  if (parameter_count(config.model) > 2 * stored)
     throw std::invalid_argument(what + ": the config describes a network of " + std::to_string(parameter_count(config.model)) +
                                 " parameters, the weights hold " + std::to_string(stored) + " values");
   UNet model(config.model);
