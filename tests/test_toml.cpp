@@ -174,7 +174,7 @@ TEST(ConfigOptions, OutOfRangeNumbersAreRefusedWithAShortMessage) {
       {{"--timesteps", "1000000000"}, "--timesteps: must be in [2, 100000] (got 1000000000)"},
       {{"--sample-n", "100000000"}, "--sample-n: must be in [1, 4096] (got 100000000)"},
       {{"--eta", "nan"}, "--eta: must be a number (got 'nan')"},
-      {{"--sampler", "euler"}, "--sampler: must be one of ddpm, ddim, dpm++2m (got 'euler')"},
+      {{"--sampler", "dpm++4m"}, "--sampler: must be one of ddpm, ddim, dpm++2m, dpm++3m, dpm++2m-sde, unipc, heun, euler, euler-a, ipndm (got 'dpm++4m')"},
   };
   for (const auto& [args, message] : cases) {
     try {

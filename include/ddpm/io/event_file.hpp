@@ -22,20 +22,24 @@ std::string tfrecord(std::string_view data);
 
 /// A scalar of a Summary (`simple_value`).
 struct ScalarValue {
-  std::string tag;
-  double value = 0;
+  std::string tag;  ///< e.g. "train/loss"
+  double value = 0;  ///< written as a float32 simple_value
 };
 
 /// An image of a Summary: PNG file bytes and their size.
 struct PngValue {
-  std::string tag;
-  std::string png;
-  int64_t height = 0, width = 0, channels = 0;  ///< channels: 1 gray, 3 RGB, 4 RGBA
+  std::string tag;            ///< e.g. "samples"
+  std::string png;            ///< the PNG file's bytes
+  int64_t height = 0;         ///< pixels
+  int64_t width = 0;          ///< pixels
+  int64_t channels = 0;       ///< 1 gray, 3 RGB, 4 RGBA
 };
 
+/// Writes one TensorBoard events file: records flushed whole, so a killed writer leaves a file
+/// readers load up to its last record.
 class EventFileWriter {
  public:
-  /// Creates `dir` if needed and a new file in it, events.out.tfevents.<T>.<hostname>.<pid>,
+  /// Creates `dir` if needed and a new file in it, events.out.tfevents.T.HOST.PID,
   /// whose Unix time T is raised past that of every events file already there, so that the
   /// new file sorts (and readers read it) after them. Writes the file_version record.
   /// Throws std::runtime_error naming the file.
@@ -46,6 +50,7 @@ class EventFileWriter {
 
   /// One event holding the scalars, at `step`.
   void scalars(int64_t step, const std::vector<ScalarValue>& values);
+  /// One event holding the image, at `step`.
   void image(int64_t step, const PngValue& image);
   /// Text for TensorBoard's text plugin (rendered as Markdown).
   void text(int64_t step, const std::string& tag, const std::string& markdown);
@@ -53,6 +58,7 @@ class EventFileWriter {
   /// run resumed from an older checkpoint logged after it).
   void session_start(int64_t step);
 
+  /// The file's path.
   const std::string& path() const { return path_; }
 
  private:

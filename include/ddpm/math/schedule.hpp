@@ -102,9 +102,13 @@ std::vector<int64_t> timestep_subset(int64_t T, int64_t steps, Spacing spacing);
 /// the network at the fractional t this gives for the σ they step to.
 class SigmaTable {
  public:
+  /// From a schedule's ᾱ table (float64 [T], strictly decreasing).
   explicit SigmaTable(const at::Tensor& alpha_bar64);
+  /// T.
   int64_t num_timesteps() const { return static_cast<int64_t>(log_sigma_.size()); }
+  /// log σ(t), t ∈ [0, T−1]; throws std::invalid_argument outside.
   double log_sigma(double t) const;
+  /// σ(t) = √((1 − ᾱ(t))/ᾱ(t)).
   double sigma(double t) const;
   /// ᾱ(t) = 1/(1 + σ(t)²); the table's own value on integer t (t = −1: 1, clean data).
   double alpha_bar(double t) const;

@@ -168,8 +168,8 @@ int64_t count_parameters(const torch::nn::Module& module);
 /// 16 bytes of activations per allowed parameter for one image (16 GB). The tools raise both
 /// with --max-params N.
 struct ModelLimits {
-  int64_t max_params = 1000000000;
-  double activation_bytes_per_param = 16.0;
+  int64_t max_params = 1000000000;          ///< parameters a config may describe (--max-params)
+  double activation_bytes_per_param = 16.0;  ///< one image's activations allowed per allowed parameter
 };
 /// The process-wide limits (the tools set them from --max-params).
 ModelLimits& model_limits();

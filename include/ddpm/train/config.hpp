@@ -92,13 +92,14 @@ struct DistillConfig {
   /// Class-conditional teachers: the teacher is guided with weight w (guidance) where σ is in
   /// (low, high] (guidance-interval); unset: the teacher's eval-guidance and its interval.
   std::optional<double> guidance;
-  double guidance_sigma_low = 0.0;
-  double guidance_sigma_high = std::numeric_limits<double>::infinity();
+  double guidance_sigma_low = 0.0;                                       ///< the interval's low end
+  double guidance_sigma_high = std::numeric_limits<double>::infinity();  ///< its high end
   /// Recorded in the student's checkpoints: the DDIM steps it is distilled for (0 = not
   /// distilled; during a round, that round's target) and the rounds done.
   int64_t distilled_steps = 0;
-  int64_t distilled_rounds = 0;
+  int64_t distilled_rounds = 0;  ///< rounds done
 
+  /// Whether this is a distillation run (a teacher is named).
   bool active() const { return !teacher.empty(); }
   /// log2(start-steps / final-steps): N halves every round.
   int64_t rounds() const;

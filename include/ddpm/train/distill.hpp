@@ -30,7 +30,9 @@ namespace ddpm {
 
 /// One student step per image: from t to t_lo (−1: the final x̂₀), through the teacher's t_mid.
 struct DistillStep {
-  at::Tensor t, t_mid, t_lo;  ///< int64 [B]
+  at::Tensor t;      ///< int64 [B]: where the step starts
+  at::Tensor t_mid;  ///< int64 [B]: the teacher's point between
+  at::Tensor t_lo;   ///< int64 [B]: where it ends (−1: x̂₀)
 };
 /// For timesteps drawn uniformly on 0..T−1 (the trainer's ⌊u·T⌋): the student step
 /// i = ⌊t·N/T⌋ + 1 of N (uniform on 1..N when N divides T), as the teacher's 2N-step grid gives it.
@@ -47,6 +49,7 @@ struct DistillTarget {
   at::Tensor x0;    ///< x̃, float [B, C, H, W]
   at::Tensor z_lo;  ///< the teacher's two steps
 };
+/// The target of one distillation step (see DistillTarget).
 DistillTarget distillation_target(const Denoiser& teacher, Prediction p, bool clip, const NoiseSchedule& s,
                                   const at::Tensor& z, const DistillStep& step);
 
@@ -73,6 +76,8 @@ void record_distillation(Config& config, int64_t step);
 /// distilled for throw BadInput naming --steps. Not distilled: "".
 std::string distilled_sampler_warning(const Config& config, const SamplerConfig& asked, double guidance);
 
+/// Progressive distillation (Salimans & Ho 2022, Algorithm 2) as the trainer's objective: the
+/// student learns in one DDIM step what the teacher does in two; N halves every round.
 class DistillObjective : public TrainingObjective {
  public:
   /// `student`: from student_config; `teacher`: the teacher's network (its EMA weights), and its
@@ -86,7 +91,9 @@ class DistillObjective : public TrainingObjective {
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::function<at::Tensor(const std::string&)>& read) override;
 
+  /// The round under way (0-based).
   int64_t round() const { return round_; }
+  /// The DDIM steps the student is taught in this round.
   int64_t student_steps() const { return d_.start_steps >> (round_ + 1); }
   /// The (guided) teacher as a sampler's Denoiser for images of `labels` (undefined: unconditional).
   Denoiser teacher(const at::Tensor& labels) const;

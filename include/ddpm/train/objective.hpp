@@ -27,6 +27,8 @@ struct ObjectiveBatch {
 /// The network being trained, forward under the trainer's autocast; float32 output.
 using ModelForward = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels)>;
 
+/// What the trainer minimises (the denoising loss by default; ddpm-distill's objective): the
+/// trainer owns the loop, checkpoints and data, the objective the loss and its own state.
 class TrainingObjective {
  public:
   virtual ~TrainingObjective() = default;
@@ -46,6 +48,7 @@ class TrainingObjective {
 /// the target of train.prediction, weighted by train.loss-weighting.
 class DenoisingObjective : public TrainingObjective {
  public:
+  /// The prediction target and loss weighting of `train`, on `schedule`.
   DenoisingObjective(const TrainConfig& train, const NoiseSchedule& schedule);
   at::Tensor loss(const ObjectiveBatch& batch, const ModelForward& model) override;
 

@@ -17,7 +17,7 @@ namespace ddpm {
 
 /// One metrics.jsonl line of training: the means over the log-every window that ends at `step`.
 struct TrainingScalars {
-  int64_t step = 0;
+  int64_t step = 0;         ///< the step the window ends at
   double loss = 0;          ///< mean loss of the window's steps
   double lr = 0;            ///< of the last step
   double grad_norm = 0;     ///< of the last step, before clipping
@@ -29,10 +29,15 @@ struct TrainingScalars {
 
 /// Sample quality of the model at `step` (trainer's eval-every, or ddpm-eval compare).
 struct EvalScores {
-  int64_t step = 0;
-  std::optional<double> fid, kid, precision, recall;
+  int64_t step = 0;                  ///< the checkpoint's step
+  std::optional<double> fid;         ///< eval/fid (absent: not measured)
+  std::optional<double> kid;         ///< eval/kid
+  std::optional<double> precision;   ///< eval/precision
+  std::optional<double> recall;      ///< eval/recall
 };
 
+/// A run's TensorBoard log: the trainer's scalars, grids and config under stable tags
+/// (train/*, eval/*, samples, config), one events file per start.
 class TensorBoardLog {
  public:
   /// A new events file in `dir` (see io::EventFileWriter).
@@ -43,10 +48,13 @@ class TensorBoardLog {
   void start(int64_t step);
   /// The resolved config (TOML), as a code block under the tag `config`.
   void config(int64_t step, const std::string& config_toml);
+  /// The train/* scalars of one metrics.jsonl line.
   void train(const TrainingScalars& s);
+  /// The eval/* scalars that were measured.
   void eval(const EvalScores& s);
   /// A sample grid under the tag `samples`.
   void samples(int64_t step, const Image& grid);
+  /// The events file's path.
   const std::string& path() const { return writer_.path(); }
 
  private:
