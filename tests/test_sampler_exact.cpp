@@ -18,6 +18,7 @@
 #include "ddpm/runtime.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "gaussian_denoiser.hpp"
+#include "sampler_test_util.hpp"
 
 namespace {
 
@@ -27,30 +28,11 @@ using ddpm::test::as_denoiser;
 using ddpm::test::ExactDenoiser;
 
 NoiseSchedule make(const std::string& kind, int64_t T = 1000, bool ztsnr = false) {
-  ddpm::ScheduleConfig c;
-  c.kind = kind;
-  c.timesteps = T;
-  c.zero_terminal_snr = ztsnr;
-  return NoiseSchedule(c);
+  return ddpm::test::make_schedule(kind, T, ztsnr);
 }
-
-std::vector<double> values(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kCPU, at::kDouble).contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
-}
-
-const char* name_of(Prediction p) { return p == Prediction::Epsilon ? "eps" : p == Prediction::X0 ? "x0" : "v"; }
-
-// Slope of log(err) against log(steps): −order for a method of that order.
-double loglog_slope(const std::vector<double>& steps, const std::vector<double>& err) {
-  const double n = static_cast<double>(steps.size());
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const double x = std::log(steps[i]), y = std::log(err[i]);
-    sx += x, sy += y, sxx += x * x, sxy += x * y;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
+using ddpm::test::loglog_slope;
+using ddpm::test::name_of;
+using ddpm::test::values;
 
 // ------------------------------------------------------------ convergence order on the flow
 

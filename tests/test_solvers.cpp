@@ -21,6 +21,7 @@
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/samplers/steering.hpp"
 #include "gaussian_denoiser.hpp"
+#include "sampler_test_util.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -33,19 +34,9 @@ using ddpm::Spacing;
 using ddpm::test::as_denoiser;
 using ddpm::test::ExactDenoiser;
 
-NoiseSchedule make(const std::string& kind, int64_t T = 1000) {
-  ddpm::ScheduleConfig c;
-  c.kind = kind;
-  c.timesteps = T;
-  return NoiseSchedule(c);
-}
-
-std::vector<double> values(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kCPU, at::kDouble).contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
-}
-
-const char* name_of(Prediction p) { return p == Prediction::Epsilon ? "eps" : p == Prediction::X0 ? "x0" : "v"; }
+NoiseSchedule make(const std::string& kind, int64_t T = 1000) { return ddpm::test::make_schedule(kind, T); }
+using ddpm::test::name_of;
+using ddpm::test::values;
 
 // log σ of table entry i, written out here (σ² = (1 − ᾱ)/ᾱ).
 double log_sigma_at(const std::vector<double>& ab, size_t i) { return 0.5 * std::log((1.0 - ab[i]) / ab[i]); }
@@ -157,15 +148,7 @@ at::Tensor flow(const at::Tensor& xT, double aT, double a, const std::vector<dou
   return at::stack(out, 1);
 }
 
-double loglog_slope(const std::vector<double>& steps, const std::vector<double>& err) {
-  const double n = static_cast<double>(steps.size());
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const double x = std::log(steps[i]), y = std::log(err[i]);
-    sx += x, sy += y, sxx += x * x, sxy += x * y;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
+using ddpm::test::loglog_slope;
 
 // The error at the smallest kept noise level (before the last step, which is x̂₀ for all) of a
 // run from t = T−1 with logsnr spacing (uniform in λ, fractional t: the denoiser interpolates).

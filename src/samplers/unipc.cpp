@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <utility>
 #include <stdexcept>
 
 #include "samplers/internal.hpp"
@@ -77,6 +78,20 @@ struct Point {
   double lambda;  // λ where it was made
 };
 
+// r_i = (λ_si − λ_s0)/h and D_i = (m_i − m0)/r_i for the order − 1 points before the newest.
+std::pair<std::vector<double>, std::vector<at::Tensor>> ratios(const std::deque<Point>& history, int64_t order,
+                                                               double h) {
+  const Point& p0 = history.front();
+  std::vector<double> r;
+  std::vector<at::Tensor> D;
+  for (int64_t i = 1; i < order; ++i) {
+    const Point& pi = history[static_cast<size_t>(i)];
+    r.push_back((pi.lambda - p0.lambda) / h);
+    D.push_back((pi.m - p0.m) / r.back());
+  }
+  return {r, D};
+}
+
 }  // namespace
 
 Stepper unipc_stepper(SamplerRun& run) {
@@ -101,13 +116,7 @@ Stepper unipc_stepper(SamplerRun& run) {
       const Point& p0 = st.history.front();  // m0 of the corrector: the previous point
       const double h = lambda_s - p0.lambda;
       const int64_t order = st.last_order;
-      std::vector<double> r;
-      std::vector<at::Tensor> D;
-      for (int64_t i = 1; i < order; ++i) {
-        const Point& pi = st.history[static_cast<size_t>(i)];
-        r.push_back((pi.lambda - p0.lambda) / h);
-        D.push_back((pi.m - p0.m) / r.back());
-      }
+      auto [r, D] = ratios(st.history, order, h);
       r.push_back(1.0);
       const std::vector<double> b = phi_terms(h, order);
       const std::vector<double> rho = order == 1 ? std::vector<double>{0.5} : solve(ratio_matrix(r), b);
@@ -128,13 +137,7 @@ Stepper unipc_stepper(SamplerRun& run) {
     const Point& p0 = st.history.front();
     at::Tensor out = x * std::sqrt((1.0 - ab_t) / (1.0 - ab_s)) - p0.m * (alpha_t * std::expm1(-h));
     if (order > 1) {
-      std::vector<double> r;
-      std::vector<at::Tensor> D;
-      for (int64_t i = 1; i < order; ++i) {
-        const Point& pi = st.history[static_cast<size_t>(i)];
-        r.push_back((pi.lambda - p0.lambda) / h);
-        D.push_back((pi.m - p0.m) / r.back());
-      }
+      auto [r, D] = ratios(st.history, order, h);
       std::vector<double> rho;
       if (order == 2) {
         rho = {0.5};
