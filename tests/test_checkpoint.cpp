@@ -9,7 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

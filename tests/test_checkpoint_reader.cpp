@@ -9,6 +9,7 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/adamw.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -25,8 +26,8 @@
 #include "ddpm/io/json.hpp"
 #include "ddpm/io/torch_file.hpp"
 #include "ddpm/models/unet.hpp"
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "io/zip.hpp"
 #include "io/zip_reader.hpp"
 #include "test_util.hpp"
@@ -35,6 +36,16 @@ namespace fs = std::filesystem;
 using ddpm::test::error_of;
 
 namespace {
+
+// torch::optim keys its per-parameter state by the TensorImpl: as a string in LibTorch 1.x, as the
+// pointer itself in 2.x.
+auto optimizer_state_key(const at::Tensor& p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return static_cast<void*>(p.unsafeGetTensorImpl());
+#else
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+}
 
 // ---------------------------------------------------------------- a checkpoint with known contents
 
@@ -115,7 +126,7 @@ void expect_known_checkpoint(const std::string& path) {
   auto& group = opt.param_groups().at(0);
   ASSERT_EQ(group.params().size(), ps.size());
   for (size_t k = 0; k < ps.size(); ++k) {
-    auto it = opt.state().find(c10::guts::to_string(group.params()[k].unsafeGetTensorImpl()));
+    auto it = opt.state().find(optimizer_state_key(group.params()[k]));
     ASSERT_NE(it, opt.state().end()) << "no optimizer state for parameter " << k;
     auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
     const at::Tensor g = formula(ps[k], 3, k);

@@ -15,7 +15,7 @@
 #include "ddpm/eval/image_set.hpp"
 #include "ddpm/runtime.hpp"
 #include "ddpm/samplers/steering.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "test_util.hpp"
 

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "tools/options.hpp"
 #include "test_util.hpp"
 

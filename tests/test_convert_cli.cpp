@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/io/safetensors.hpp"
 #include "test_util.hpp"
 

@@ -12,7 +12,7 @@
 #include <random>
 #include <thread>
 
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 

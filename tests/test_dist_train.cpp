@@ -16,8 +16,8 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/dist/process_group.hpp"
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/train/data_parallel.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "dist_util.hpp"

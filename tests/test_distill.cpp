@@ -17,8 +17,8 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/train/distill.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "gaussian_denoiser.hpp"

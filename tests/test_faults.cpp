@@ -22,13 +22,13 @@
 #include <thread>
 
 #include "ddpm/io/torch_file.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/io/crc32.hpp"
 #include "ddpm/io/safetensors.hpp"
 #include "ddpm/io/torch_file.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

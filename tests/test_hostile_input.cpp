@@ -27,7 +27,7 @@
 #include "ddpm/io/safetensors.hpp"
 #include "ddpm/io/toml.hpp"
 #include "ddpm/io/torch_file.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/zip.hpp"
 #include "test_util.hpp"

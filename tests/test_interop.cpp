@@ -9,7 +9,7 @@
 #include <cmath>
 #include <fstream>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
 #include "ddpm/interop/diffusers.hpp"
 #include "ddpm/io/json.hpp"

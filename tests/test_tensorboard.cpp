@@ -18,7 +18,7 @@
 #include "ddpm/io/crc32.hpp"
 #include "ddpm/io/event_file.hpp"
 #include "ddpm/io/json.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

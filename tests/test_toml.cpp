@@ -6,7 +6,7 @@
 #include <string>
 
 #include "ddpm/io/toml.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "tools/options.hpp"
 #include "test_util.hpp"
 

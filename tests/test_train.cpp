@@ -11,8 +11,8 @@
 #include <numeric>
 #include <vector>
 
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/train/trainer.hpp"

@@ -14,8 +14,8 @@
 #include <fstream>
 #include <thread>
 
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/data/image.hpp"
 #include "test_util.hpp"
 #include "train_fixtures.hpp"

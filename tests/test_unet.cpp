@@ -18,7 +18,7 @@
 #include <utility>
 
 #include "tools/options.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "models/unet_layers.hpp"
 #include "ddpm/models/unet.hpp"
 #include "test_device.hpp"

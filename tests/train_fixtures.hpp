@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "test_util.hpp"
 
 namespace ddpm::test {

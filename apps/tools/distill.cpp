@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/train/distill.hpp"
 #include "ddpm/train/trainer.hpp"
 #include "tools/tools.hpp"

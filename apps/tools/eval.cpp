@@ -24,7 +24,7 @@
 #include "ddpm/eval/precision_recall.hpp"
 #include "ddpm/eval/stats.hpp"
 #include "ddpm/eval/stats_file.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/train/distill.hpp"
 #include "ddpm/train/tensorboard.hpp"
 #include "ddpm/util/errors.hpp"

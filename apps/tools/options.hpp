@@ -1,5 +1,5 @@
 #pragma once
-// Command-line options generated from the library's key table (ddpm/train/config_keys.hpp):
+// Command-line options generated from the library's key table (ddpm/pipeline/config_keys.hpp):
 // one option per key, `--NAME`, with the key's help, default and checks; flags get --no-NAME.
 // Bad values are CLI11 validation errors "--NAME: must be >= 1 (got 0)".
 #include <CLI/CLI.hpp>
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/train/config.hpp"
-#include "ddpm/train/config_keys.hpp"
+#include "ddpm/pipeline/config.hpp"
+#include "ddpm/pipeline/config_keys.hpp"
 
 namespace ddpm::cli {
 

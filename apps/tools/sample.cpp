@@ -21,7 +21,7 @@
 #include "tools/options.hpp"
 #include "tools/progress.hpp"
 #include "tools/sample_guide.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/train/distill.hpp"
 #include "ddpm/util/errors.hpp"
 #include "tools/tools.hpp"

@@ -8,7 +8,7 @@
 
 #include <c10/core/Device.h>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/train/objective.hpp"
 
 namespace ddpm {

@@ -1,7 +1,7 @@
 #pragma once
 // libddpm: denoising diffusion probabilistic models in C++.
-#include "ddpm/train/checkpoint.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/train/ema.hpp"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
 #include "ddpm/io/read_file.hpp"
 

@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/models/unet.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm {

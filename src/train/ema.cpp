@@ -9,22 +9,6 @@
 
 namespace ddpm {
 
-EmaWarmup parse_ema_warmup(const std::string& text) {
-  if (text == "none") return EmaWarmup::None;
-  if (text == "rational") return EmaWarmup::Rational;
-  if (text == "power") return EmaWarmup::Power;
-  throw std::invalid_argument("ema-warmup '" + text + "': expected none, rational or power");
-}
-
-std::string to_string(EmaWarmup warmup) {
-  switch (warmup) {
-    case EmaWarmup::None: return "none";
-    case EmaWarmup::Rational: return "rational";
-    case EmaWarmup::Power: return "power";
-  }
-  return "?";
-}
-
 EMA::EMA(std::shared_ptr<torch::nn::Module> model, std::shared_ptr<torch::nn::Module> shadow, EmaOptions options)
     : model_(std::move(model)), shadow_(std::move(shadow)), options_(options) {
   if (!model_ || !shadow_) throw std::invalid_argument("EMA: model and shadow must not be null");

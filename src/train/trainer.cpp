@@ -24,7 +24,7 @@
 
 #include "ddpm/io/atomic_file.hpp"
 #include "util/splitmix.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/samplers/sampler.hpp"

@@ -11,7 +11,7 @@
 #include "ddpm/eval/features.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/samplers/steering.hpp"
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 
 namespace ddpm::eval {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/interop/state_dict.hpp"
 
 namespace ddpm::interop {

@@ -7,7 +7,7 @@
 // Anything else is an error naming the config key.
 #include <string>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/interop/state_dict.hpp"
 #include "ddpm/io/json.hpp"
 

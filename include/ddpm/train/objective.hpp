@@ -12,7 +12,7 @@
 
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 
 namespace ddpm {
 

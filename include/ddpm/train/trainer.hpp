@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "ddpm/dist/gradient_reducer.hpp"
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/train/ema.hpp"
 #include "ddpm/math/schedule.hpp"

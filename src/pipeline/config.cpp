@@ -1,4 +1,4 @@
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 
 #include "ddpm/io/toml.hpp"
 #include "ddpm/util/errors.hpp"
-#include "ddpm/train/config_keys.hpp"
+#include "ddpm/pipeline/config_keys.hpp"
 
 namespace ddpm {
 

@@ -1,4 +1,4 @@
-#include "ddpm/train/config_keys.hpp"
+#include "ddpm/pipeline/config_keys.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"
 

@@ -13,7 +13,7 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/math/diffusion.hpp"
-#include "ddpm/train/ema.hpp"
+#include "ddpm/pipeline/ema_options.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"

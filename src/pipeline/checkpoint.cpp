@@ -1,4 +1,4 @@
-#include "ddpm/train/checkpoint.hpp"
+#include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/util/errors.hpp"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/train/config.hpp"
+#include "ddpm/pipeline/config.hpp"
 
 namespace ddpm {
 
