@@ -8,8 +8,7 @@
 #              DDPM_PYTHON (the python that makes the venv; default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VERSION=$(tr -d ' \n' < scripts/torch2-version)
-VENV=${DDPM_TORCH2_VENV:-$HOME/.cache/libddpm/torch-$VERSION}
+. scripts/venv.sh
 TENSORBOARD=tensorboard==2.21.0
 case "${1:-}" in
   --check|"") ;;
@@ -24,10 +23,6 @@ if [ "${1:-}" = --check ]; then
   echo "setup-tensorboard: no tensorboard in $VENV (run scripts/setup-tensorboard.sh to install it)" >&2
   exit 1
 fi
-PY=${DDPM_PYTHON:-python3}
-command -v "$PY" >/dev/null || { echo "setup-tensorboard: '$PY' not found: a Python 3.9+ is needed" >&2; exit 1; }
-echo "setup-tensorboard: installing $TENSORBOARD into $VENV" >&2
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" >&2
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q "$TENSORBOARD" >&2
+venv_install setup-tensorboard "$TENSORBOARD"
 has_tensorboard || { echo "setup-tensorboard: tensorboard did not import from $VENV after installing" >&2; exit 1; }
 echo "$VENV/bin/python"

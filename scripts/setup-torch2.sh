@@ -8,8 +8,7 @@
 #              DDPM_PYTHON (the python that makes the venv; default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VERSION=$(tr -d ' \n' < scripts/torch2-version)
-VENV=${DDPM_TORCH2_VENV:-$HOME/.cache/libddpm/torch-$VERSION}
+. scripts/venv.sh
 CHECK_ONLY=0
 case "${1:-}" in
   --check) CHECK_ONLY=1 ;;
@@ -38,10 +37,6 @@ if [ "$CHECK_ONLY" = 1 ]; then
   exit 1
 fi
 
-PY=${DDPM_PYTHON:-python3}
-command -v "$PY" >/dev/null || { echo "setup-torch2: '$PY' not found: a Python 3.10+ is needed to install torch $VERSION" >&2; exit 1; }
-echo "setup-torch2: installing torch==$VERSION into $VENV (about 5 GB, once)" >&2
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" >&2
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==$VERSION" >&2
+venv_install setup-torch2 "torch==$VERSION" "about 5 GB, once"
 p=$(prefix) || { echo "setup-torch2: torch $VERSION did not import from $VENV after installing" >&2; exit 1; }
 echo "$p"

@@ -287,6 +287,14 @@ TEST(CheckpointReader, ReadsTheCheckpointOfTorch113) {
   expect_known_checkpoint(path);
 }
 
+TEST(CheckpointReader, ReadsTheCheckpointOfTorch215) {
+  // Written by write_known_checkpoint with the pip LibTorch 2.15 build. Its optimizer state is keyed
+  // by decimal TensorImpl addresses where 1.13 writes "0x…" strings: each LibTorch resumes the other's.
+  const std::string path = ddpm::test::data_dir() + "/checkpoint/ckpt-torch2.15.pt";
+  ASSERT_TRUE(fs::exists(path)) << path;
+  expect_known_checkpoint(path);
+}
+
 TEST(CheckpointReader, ReadsACheckpointOfThisBuild) {
   auto dir = ddpm::test::make_temp_dir("ddpm-ckpt-known");
   const std::string path = dir + "/ckpt.pt";

@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -284,14 +286,47 @@ void write_archive(const io::TorchArchive& from, torch::serialize::OutputArchive
     to.write(key, sub);
   }
 }
+
+// torch::optim names each parameter's state by its TensorImpl address at save time: LibTorch 1.x
+// writes it as "0x7f…" (operator<< of a pointer) and reads any string; 2.x writes decimal and
+// reads it back with std::stoull, which turns every "0x…" into 0. Renaming the keys to 1, 2, …
+// (the same name in "state" and in each param group's "params/k") reads in both, so a checkpoint
+// written by either LibTorch resumes under the other.
+using KeyMap = std::map<std::string, std::string>;
+
+std::string renamed(KeyMap& keys, const std::string& key) {
+  auto it = keys.find(key);
+  if (it == keys.end()) it = keys.emplace(key, std::to_string(keys.size() + 1)).first;
+  return it->second;
+}
+
+bool is_param_entry(const std::string& key) {
+  return key.rfind("params/", 0) == 0 && key != "params/size";
+}
+
+// A copy of `from` with the state keys and the param groups' "params/k" strings renamed.
+std::shared_ptr<io::TorchArchive> with_portable_keys(const io::TorchArchive& from, KeyMap& keys,
+                                                     bool state_level) {
+  auto to = std::make_shared<io::TorchArchive>();
+  for (const auto& [key, value] : from.values)
+    to->values.emplace(key, is_param_entry(key) && value.isString()
+                                ? c10::IValue(renamed(keys, value.toStringRef()))
+                                : value);
+  for (const auto& [key, child] : from.children) {
+    const std::string name = state_level ? renamed(keys, key) : key;
+    to->children.emplace(name, with_portable_keys(*child, keys, !state_level && key == "state"));
+  }
+  return to;
+}
 }  // namespace
 
 void CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) const {
   const io::TorchArchive* state = archive_->child("optimizer");
   if (!state) fail(path_, "has no optimizer state");
   try {
+    KeyMap keys;
     torch::serialize::OutputArchive out;
-    write_archive(*state, out);
+    write_archive(*with_portable_keys(*state, keys, false), out);
     std::ostringstream bytes;
     out.save_to(bytes);
     std::istringstream in(bytes.str());

@@ -38,7 +38,6 @@ SamplerRun::SamplerRun(const NoiseSchedule& schedule, const Denoiser& denoiser, 
       on_step_(on_step) {
   shape_ = {n};
   shape_.insert(shape_.end(), image_shape.begin(), image_shape.end());
-  alpha_bar64_ = schedule.alpha_bar64.to(at::kCPU, at::kDouble).contiguous();
   alpha_ = to_double_vector(schedule.beta64);
   for (auto& a : alpha_) a = 1.0 - a;
 }

@@ -13,11 +13,7 @@
 namespace ddpm::detail {
 
 Stepper dpmpp_2m_stepper(SamplerRun& run) {
-  struct History {
-    at::Tensor d_prev;  // D of the previous step (x̂₀ there); undefined: next step is first order
-    double h_prev = 0.0;
-  };
-  auto history = std::make_shared<History>();
+  auto history = std::make_shared<DataHistory>();
   Stepper stepper;
   stepper.step = [&run, history](int64_t, double s, double t, const SamplerRun::Estimate& e, const at::Tensor& x) {
     const double ab_s = run.alpha_bar(s), ab_t = run.alpha_bar(t);
@@ -29,11 +25,7 @@ Stepper dpmpp_2m_stepper(SamplerRun& run) {
       const double r = history->h_prev / h;
       d = e.x0 * (1.0 + 0.5 / r) - history->d_prev * (0.5 / r);
     }
-    // The corrector's Langevin moves (run after this step) leave the ODE trajectory that
-    // D_prev belongs to; extrapolating through it would inflate the noise, so with the
-    // corrector on every step is first order.
-    history->d_prev = run.config().corrector ? at::Tensor() : e.x0;
-    history->h_prev = h;
+    history->keep(run, e.x0, h);
     return x * sigma_ratio + d * coef_d;
   };
   return stepper;

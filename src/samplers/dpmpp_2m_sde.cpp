@@ -12,11 +12,7 @@
 namespace ddpm::detail {
 
 Stepper dpmpp_2m_sde_stepper(SamplerRun& run) {
-  struct History {
-    at::Tensor d_prev;
-    double h_prev = 0.0;
-  };
-  auto history = std::make_shared<History>();
+  auto history = std::make_shared<DataHistory>();
   Stepper stepper;
   stepper.step = [&run, history](int64_t, double s, double t, const SamplerRun::Estimate& e, const at::Tensor& x) {
     const double ab_s = run.alpha_bar(s), ab_t = run.alpha_bar(t);
@@ -28,8 +24,7 @@ Stepper dpmpp_2m_sde_stepper(SamplerRun& run) {
       const double r = history->h_prev / h;
       out = out + (e.x0 - history->d_prev) * (0.5 * alpha_t * one_minus_e2h / r);
     }
-    history->d_prev = run.config().corrector ? at::Tensor() : e.x0;
-    history->h_prev = h;
+    history->keep(run, e.x0, h);
     return out + run.noise() * (sigma_t * std::sqrt(one_minus_e2h));
   };
   return stepper;

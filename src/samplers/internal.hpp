@@ -33,7 +33,6 @@ class SamplerRun {
   /// α of the process being sampled at kept timestep t: ᾱ_t / ᾱ_{t'}, t' the next smaller kept step
   /// (ᾱ = 1 below the first); 1 − β_t of the original schedule when t' = t − 1.
   double alpha(double t) const;
-  const at::Tensor& alpha_bar64() const { return alpha_bar64_; }
 
   /// The next N(0, I) draw of every image, on the device.
   at::Tensor noise();
@@ -66,9 +65,22 @@ class SamplerRun {
   SigmaTable table_;
   std::vector<double> alpha_;  ///< 1 − β of the original table
   std::vector<double> kept_;
-  at::Tensor alpha_bar64_;
   const ProgressFn& progress_;
   const StepFn& on_step_;
+};
+
+/// The two-step multistep solvers' memory (dpm++2m, dpm++2m-sde): D (x̂₀) and h (the step in λ) of
+/// the previous step; an undefined d_prev makes the next step first order.
+struct DataHistory {
+  at::Tensor d_prev;
+  double h_prev = 0.0;
+  /// Keeps this step's D and h. With the corrector on, the corrector's Langevin moves (run after
+  /// the step) leave the trajectory D belongs to; extrapolating through them would inflate the
+  /// noise, so nothing is kept and every step is first order.
+  void keep(const SamplerRun& run, const at::Tensor& d, double h) {
+    d_prev = run.config().corrector ? at::Tensor() : d;
+    h_prev = h;
+  }
 };
 
 /// A 1-D tensor as float64 values on the host.
