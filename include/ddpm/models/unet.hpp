@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "ddpm/math/labels.hpp"
+
 namespace ddpm {
 
 /// Layout of the sinusoidal timestep embedding of width d, half = d/2, frequencies
@@ -107,9 +109,6 @@ class AttentionBlockImpl;
 class DownsampleImpl;
 class UpsampleImpl;
 }  // namespace unet_detail
-
-/// The label of "no class" (unconditional evaluation of a class-conditional network).
-inline constexpr int64_t kNoClass = -1;
 
 /// Parameter names follow the structure: temb_0, temb_1, class_embedding (conditional only), conv_in, `down_<level>_res_<i>`,
 /// `down_<level>_attn_<i>`, `down_<level>_downsample`, mid_res_0, mid_attn, mid_res_1,

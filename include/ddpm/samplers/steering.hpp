@@ -14,6 +14,7 @@
 #include <limits>
 #include <string>
 
+#include "ddpm/math/labels.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/samplers/sampler.hpp"
 
