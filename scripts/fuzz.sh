@@ -39,7 +39,7 @@ flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -D_GLIBCXX_USE_CXX1
 # /usr/include itself must stay a system directory (-isystem on it breaks libstdc++'s include_next).
 [ "$torch_include" = /usr/include ] || flags+=(-isystem "$torch_include")
 torch_libs=(-L"$torch_lib" -Wl,-rpath,"$torch_lib" -ltorch -ltorch_cpu -lc10)
-core=(src/io/unpickler.cpp src/io/zip_reader.cpp src/io/crc32.cpp src/io/inflate.cpp -lz)
+core=(src/io/unpickler.cpp src/io/zip.cpp src/io/atomic_file.cpp src/io/read_file.cpp src/io/crc32.cpp src/io/inflate.cpp -lz)
 build() {  # build <target> <sources and link flags...>
   local name=$1
   shift
@@ -50,12 +50,12 @@ build() {  # build <target> <sources and link flags...>
 for t in "${targets[@]}"; do
   case $t in
     checkpoint)
-      build checkpoint tests/fuzz/fuzz_checkpoint_reader.cpp src/io/torch_archive.cpp "${core[@]}" "${torch_libs[@]}" -lstb
+      build checkpoint tests/fuzz/fuzz_checkpoint_reader.cpp src/io/torch_archive.cpp "${core[@]}" "${torch_libs[@]}"
       seed=checkpoint
       cp tests/data/checkpoint/* "$out/$t/corpus/"
       ;;
     unpickler)
-      build unpickler tests/fuzz/fuzz_unpickler.cpp src/io/torch_file.cpp "${core[@]}" "${torch_libs[@]}" -lstb
+      build unpickler tests/fuzz/fuzz_unpickler.cpp src/io/torch_file.cpp "${core[@]}" "${torch_libs[@]}"
       seed=torch_file
       cp tests/data/ddpm_ref/original/*.pt "$out/$t/corpus/"
       ;;
@@ -72,7 +72,7 @@ for t in "${targets[@]}"; do
     image)
       # stb is compiled in (instrumented, so its decoders' coverage guides the fuzzer); image.cpp
       # uses ATen for its tensor helpers: LibTorch's headers and libraries, not instrumented.
-      build image tests/fuzz/fuzz_image.cpp tests/fuzz/stb_impl.cpp src/data/image.cpp -I/usr/include/stb \
+      build image tests/fuzz/fuzz_image.cpp tests/fuzz/stb_impl.cpp src/data/image.cpp src/io/read_file.cpp src/io/atomic_file.cpp -I/usr/include/stb \
         -ltorch_cpu -lc10
       seed=image
       ;;

@@ -29,7 +29,6 @@
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/pipeline/config.hpp"
 #include "io/zip.hpp"
-#include "io/zip_reader.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
@@ -145,12 +144,9 @@ using Members = std::vector<std::pair<std::string, std::vector<uint8_t>>>;
 
 Members members_of(const std::string& path) {
   const std::string bytes = ddpm::test::read_string(path);
-  const ddpm::ZipReader zip(bytes);
+  const ddpm::io::ZipReader zip(bytes);
   Members out;
-  for (const auto& e : zip.entries()) {
-    const std::string v = zip.inflated(e, 1 << 20);
-    out.emplace_back(e.name, std::vector<uint8_t>(v.begin(), v.end()));
-  }
+  for (const auto& e : zip.entries()) out.emplace_back(e.name, zip.read(e, 1 << 20));
   return out;
 }
 
@@ -367,7 +363,7 @@ TEST(CheckpointReader, BitFlipsInTheCodeOrPickleAreCrcErrors) {
   auto dir = ddpm::test::make_temp_dir("ddpm-ckpt-crc");
   const std::string good = small_checkpoint(dir);
   std::string bytes = ddpm::test::read_string(good);
-  const ddpm::ZipReader zip(bytes);
+  const ddpm::io::ZipReader zip(bytes);
   const auto* pkl = zip.find("good/data.pkl") ? zip.find("good/data.pkl") : zip.find("archive/data.pkl");
   ASSERT_NE(pkl, nullptr);
   bytes[pkl->offset + pkl->size / 2] ^= 0x20;

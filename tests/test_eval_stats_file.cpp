@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ddpm/eval/stats_file.hpp"
+#include "ddpm/io/crc32.hpp"
 #include "io/npy.hpp"
 #include "io/zip.hpp"
 #include "test_util.hpp"
@@ -125,13 +126,14 @@ TEST(Zip, DeflateBombIsRefusedBeforeAllocating) {
   const size_t central = 30 + 6 + 10;
   bytes[central + 10] = 8;
   for (int b = 0; b < 4; ++b) bytes[central + 24 + b] = b == 3 ? 0x7F : 0xFF;
-  ddpm::io::ZipReader zip(bytes, "bomb.zip");
-  ASSERT_EQ(zip.members().size(), 1u);
-  EXPECT_TRUE(mentions(error_of([&] { zip.read(zip.members()[0], 0x7FFFFFFF); }), "impossible size"));
-  EXPECT_TRUE(mentions(error_of([&] { zip.read(zip.members()[0], 1000); }), "more than the 1000 allowed"));
+  const std::string archive(bytes.begin(), bytes.end());
+  ddpm::io::ZipReader zip(archive, "bomb.zip");
+  ASSERT_EQ(zip.entries().size(), 1u);
+  EXPECT_TRUE(mentions(error_of([&] { zip.read(zip.entries()[0], 0x7FFFFFFF); }), "impossible size"));
+  EXPECT_TRUE(mentions(error_of([&] { zip.read(zip.entries()[0], 1000); }), "more than the 1000 allowed"));
 }
 
 TEST(Zip, Crc32KnownValue) {
   const std::string text = "123456789";  // the standard check value of CRC-32/ISO-HDLC
-  EXPECT_EQ(ddpm::io::crc32(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0xCBF43926u);
+  EXPECT_EQ(ddpm::crc32_update(0, text.data(), text.size()), 0xCBF43926u);
 }

@@ -177,7 +177,7 @@ TEST(CheckpointIntegrity, HostileZipDirectoriesAreErrorsNotCrashes) {
     auto bad = good;
     bad[k] = 0xFF;
     write_bytes(path, bad);
-    (void)ddpm::test::error_of([&] { ddpm::ZipReader(ddpm::test::read_string(path)).check_crcs(); });  // must return
+    (void)ddpm::test::error_of([&] { ddpm::io::ZipReader(ddpm::test::read_string(path)).check_crcs(); });  // must return
     EXPECT_THROW(
         {
           try {

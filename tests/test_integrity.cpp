@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ddpm/data/image.hpp"
+#include "ddpm/util/limits.hpp"
 #include "ddpm/eval/classifier.hpp"
 #include "ddpm/eval/stats.hpp"
 #include "ddpm/eval/stats_file.hpp"
@@ -274,7 +275,7 @@ TEST(Bounds, AFifoIsRefusedWithoutBlocking) {
   auto r = run_command("timeout 60 " + bin("ddpm-convert") + " " + fifo + " --out " + dir + "/out.pt");
   expect_one_line(r, 2, "not a regular file");
   EXPECT_NE(r.output.find(fifo), std::string::npos) << r.output;
-  const std::string msg = ddpm::test::error_of([&] { ddpm::io::read_regular_file(fifo, "torch file"); });
+  const std::string msg = ddpm::test::error_of([&] { ddpm::io::read_regular_file(fifo, "torch file", ddpm::limits::kMaxModelFileBytes); });
   EXPECT_NE(msg.find("torch file '" + fifo + "': is not a regular file"), std::string::npos) << msg;
   EXPECT_NE(ddpm::test::error_of([&] { ddpm::load_image("/dev/zero"); }).find("not a regular file"),
             std::string::npos);

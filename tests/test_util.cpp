@@ -154,9 +154,9 @@ std::string read_string(const std::string& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path) {
+std::vector<ddpm::io::ZipEntry> zip_entries(const std::string& path) {
   const std::string bytes = read_string(path);
-  return ddpm::ZipReader(bytes).entries();
+  return ddpm::io::ZipReader(bytes).entries();
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {

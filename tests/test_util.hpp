@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "io/zip_reader.hpp"
+#include "io/zip.hpp"
 
 namespace ddpm::test {
 std::string bin_dir();      ///< where ddpm-train etc. are (ends in '/')
@@ -33,7 +33,7 @@ std::string read_string(const std::string& path);  ///< the file's bytes as a st
 /// `seed`) as an IDX image file and, when labels_path is not empty, an IDX label file.
 void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed);
 /// The entries of the zip file `path` (libddpm's zip reader): where each record's bytes lie.
-std::vector<ddpm::ZipReader::Entry> zip_entries(const std::string& path);
+std::vector<ddpm::io::ZipEntry> zip_entries(const std::string& path);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// Peak memory of a child process (ru_maxrss from wait4, which covers the child and the

@@ -23,7 +23,9 @@
 #include "tools/cpu_env.hpp"
 #include "tools/local_launch.hpp"
 #include "tools/options.hpp"
+#include "ddpm/io/read_file.hpp"
 #include "ddpm/util/errors.hpp"
+#include "ddpm/util/limits.hpp"
 #include "tools/progress.hpp"
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "tools/tools.hpp"
@@ -288,8 +290,7 @@ int train(const Config& parsed, const RuntimeOptions& runtime_in, Flags& flags, 
       if (leader)
         spdlog::warn("--resume: run directory {} has no checkpoint yet; starting it again from step 0 with its {}",
                      run_dir, stored_config);
-      std::ifstream in(stored_config);
-      const std::string toml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const std::string toml = io::read_regular_file(stored_config, "config file", limits::kMaxTomlBytes);
       try {
         config = config_for_resume(toml, argc, argv, flags.resume_auto, tool.distill);
       } catch (const std::invalid_argument& e) {

@@ -14,16 +14,18 @@
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/util/errors.hpp"
+#include "ddpm/io/read_file.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/inflate.hpp"
+#include "io/little_endian.hpp"
 
 namespace ddpm {
 namespace {
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) { bad_input("IDX file '" + path + "'", what); }
 
-uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
-uint32_t be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+using io::be32;
+using io::le32;
 
 // One gzip member (RFC 1952), inflated by zlib (which checks its CRC-32 and size trailer).
 // The IDX header, inflated first, says how many bytes follow; that size is checked against
@@ -58,13 +60,8 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz, const std::string& p
 
 // The file's bytes, gunzipped when they start with gzip's magic number.
 std::vector<uint8_t> read_idx_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : -1;
-  if (size < 0 || !std::filesystem::is_regular_file(path)) bad(path, "cannot open");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-    bad(path, "cannot read");
+  const std::string raw = io::read_regular_file(path, "IDX file", limits::kMaxIdxBytes);
+  std::vector<uint8_t> bytes(raw.begin(), raw.end());
   if (bytes.size() >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B) bytes = gunzip(bytes, path);
   return bytes;
 }

@@ -1,6 +1,8 @@
 #include "ddpm/data/image.hpp"
 #include "ddpm/io/atomic_file.hpp"
+#include "ddpm/util/limits.hpp"
 #include "ddpm/io/read_file.hpp"
+#include "io/little_endian.hpp"
 
 #include <ATen/ATen.h>
 // Implementations live in libstb.so (Debian's stb package): headers only here.
@@ -24,7 +26,7 @@ namespace ddpm {
 namespace {
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  const std::string bytes = io::read_regular_file(path, "image file");
+  const std::string bytes = io::read_regular_file(path, "image file", limits::kMaxImageFileBytes);
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
@@ -32,8 +34,8 @@ std::vector<uint8_t> read_file(const std::string& path) {
 // zeros past the end), so truncation is detected here from each format's own
 // structure. Returns why the file is truncated, or "" when it is complete (or of a
 // format stb_image checks itself, such as PNG).
-uint32_t le16(const std::vector<uint8_t>& b, size_t i) { return b[i] | (b[i + 1] << 8); }
-uint32_t le32(const std::vector<uint8_t>& b, size_t i) { return le16(b, i) | (le16(b, i + 2) << 16); }
+uint32_t le16(const std::vector<uint8_t>& b, size_t i) { return io::le16(&b[i]); }
+uint32_t le32(const std::vector<uint8_t>& b, size_t i) { return io::le32(&b[i]); }
 
 std::string jpeg_truncation(const std::vector<uint8_t>& b) {
   // The end-of-image marker FF D9 must follow the last start-of-scan FF DA. (In the

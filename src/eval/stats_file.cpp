@@ -2,10 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 
+#include "ddpm/io/read_file.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/npy.hpp"
 #include "io/zip.hpp"
@@ -15,22 +14,9 @@ namespace {
 
 constexpr uint64_t kMaxMemberBytes = limits::kMaxZipMemberBytes;
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::invalid_argument("statistics file '" + path + "': cannot open");
-  const uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec || size > 4 * kMaxMemberBytes) throw std::invalid_argument("statistics file '" + path + "': too large or unreadable");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  std::ifstream in(path, std::ios::binary);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-    throw std::invalid_argument("statistics file '" + path + "': cannot read");
-  return bytes;
-}
-
 // The member "<name>.npy" (np.savez's naming; a bare "<name>" is accepted too).
-const io::ZipMember* member(const io::ZipReader& zip, const std::string& name) {
-  const io::ZipMember* m = zip.find(name + ".npy");
+const io::ZipEntry* member(const io::ZipReader& zip, const std::string& name) {
+  const io::ZipEntry* m = zip.find(name + ".npy");
   return m ? m : zip.find(name);
 }
 
@@ -38,10 +24,11 @@ const io::ZipMember* member(const io::ZipReader& zip, const std::string& name) {
 
 FeatureStats read_stats_npz(const std::string& path) {
   const std::string what = "statistics file '" + path + "'";
-  io::ZipReader zip(read_file(path), what);
+  const std::string archive = io::read_regular_file(path, "statistics file", limits::kMaxStatsFileBytes);
+  const io::ZipReader zip(archive, what);
   FeatureStats stats;
   for (const char* name : {"mu", "sigma"}) {
-    const io::ZipMember* m = member(zip, name);
+    const io::ZipEntry* m = member(zip, name);
     if (!m) throw std::invalid_argument(what + ": no '" + name + "' array (not FID statistics)");
     const std::string where = what + ", " + name;
     std::vector<uint8_t> bytes = zip.read(*m, kMaxMemberBytes);
@@ -56,14 +43,14 @@ FeatureStats read_stats_npz(const std::string& path) {
     (rank == 1 ? stats.mu : stats.sigma) = io::npy_to_double(std::move(bytes), h, where);
   }
   stats.validate(what);
-  if (const io::ZipMember* m = member(zip, "count")) {
+  if (const io::ZipEntry* m = member(zip, "count")) {
     std::vector<uint8_t> bytes = zip.read(*m, 4096);
     io::NpyHeader h = io::parse_npy_header(bytes, what + ", count");
     at::Tensor c = io::npy_to_double(bytes, h, what + ", count");
     if (c.numel() != 1 || !(c.item<double>() >= 0)) throw std::invalid_argument(what + ": corrupt 'count'");
     stats.count = static_cast<int64_t>(c.item<double>());
   }
-  if (const io::ZipMember* m = member(zip, "features")) {
+  if (const io::ZipEntry* m = member(zip, "features")) {
     std::vector<uint8_t> bytes = zip.read(*m, 65536);
     io::NpyHeader h = io::parse_npy_header(bytes, what + ", features");
     if (h.kind != 'S' || !h.shape.empty()) throw std::invalid_argument(what + ": 'features' is not a bytes scalar");

@@ -2,12 +2,13 @@
 #include "ddpm/interop/convert.hpp"
 
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
 #include "ddpm/io/read_file.hpp"
+#include "ddpm/util/limits.hpp"
+#include "io/zip.hpp"
 
 namespace fs = std::filesystem;
 
@@ -31,20 +32,25 @@ const char* to_string(SourceFormat f) {
 
 namespace {
 
-// libddpm checkpoints are torch::serialize archives holding a "libddpm" record (checkpoint.hpp).
+// libddpm checkpoints are torch::serialize archives whose data.pkl holds the "libddpm" record
+// "libddpm-checkpoint" (checkpoint.hpp); read through the zip reader, never searched for in the
+// raw bytes. A file the zip reader refuses is not a checkpoint: the reader of the format it is
+// taken for then says what is wrong with it.
 bool is_libddpm_checkpoint(const std::string& path) {
   if (fs::is_directory(path)) return fs::exists(path + "/checkpoints");
-  std::ifstream in(path, std::ios::binary);
-  char head[4] = {};
-  if (!in.read(head, 4) || std::string(head, 4) != std::string("PK\x03\x04", 4)) return false;
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  // The record names sit in the zip's central directory at the end of the file.
-  const std::streamoff tail = std::min<std::streamoff>(size, 1 << 20);
-  std::string end(static_cast<size_t>(tail), '\0');
-  in.seekg(size - tail);
-  in.read(end.data(), tail);
-  return end.find("/libddpm") != std::string::npos || end.find("libddpm-checkpoint") != std::string::npos;
+  const std::string bytes = io::read_regular_file(path, "source", limits::kMaxModelFileBytes);
+  if (!io::looks_like_zip(bytes)) return false;
+  try {
+    const io::ZipReader zip(bytes);
+    for (const io::ZipEntry& e : zip.entries()) {
+      const size_t slash = e.name.find('/');
+      if (slash != std::string::npos && e.name.compare(slash, std::string::npos, "/data.pkl") == 0 && e.method == 0 &&
+          zip.stored(e).find("libddpm-checkpoint") != std::string_view::npos)
+        return true;
+    }
+  } catch (const std::invalid_argument&) {
+  }
+  return false;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "ddpm/io/crc32.hpp"
+#include "io/little_endian.hpp"
 
 namespace fs = std::filesystem;
 
@@ -27,9 +28,6 @@ void put_varint(std::string& out, uint64_t v) {
   out += static_cast<char>(v);
 }
 void put_key(std::string& out, uint32_t field, Wire wire) { put_varint(out, uint64_t{field} << 3 | wire); }
-void put_le(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
-}
 void put_varint_field(std::string& out, uint32_t field, uint64_t v) {
   put_key(out, field, kVarint);
   put_varint(out, v);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "io/little_endian.hpp"
+
 namespace ddpm::io {
 namespace {
 
@@ -35,8 +37,7 @@ std::vector<uint8_t> with_header(const std::string& descr, const std::string& sh
   out.reserve(10 + dict.size() + data_bytes);
   static const uint8_t magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
   out.insert(out.end(), magic, magic + 8);
-  out.push_back(static_cast<uint8_t>(dict.size() & 0xFF));
-  out.push_back(static_cast<uint8_t>(dict.size() >> 8));
+  put_le16(out, dict.size());
   for (char c : dict) out.push_back(static_cast<uint8_t>(c));
   return out;
 }
@@ -49,11 +50,11 @@ NpyHeader parse_npy_header(const std::vector<uint8_t>& bytes, const std::string&
   const uint8_t major = bytes[6];
   size_t len = 0, start = 0;
   if (major == 1) {
-    len = bytes[8] | (bytes[9] << 8);
+    len = le16(&bytes[8]);
     start = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) bad(what, "truncated .npy header");
-    len = bytes[8] | (bytes[9] << 8) | (bytes[10] << 16) | (size_t(bytes[11]) << 24);
+    len = le32(&bytes[8]);
     start = 12;
   } else {
     bad(what, ".npy format version " + std::to_string(major) + " is not supported");
@@ -136,8 +137,7 @@ at::Tensor npy_to_double(const std::vector<uint8_t>& bytes, const NpyHeader& h, 
         v = f;
       }
     } else {
-      uint64_t u = 0;
-      for (size_t b = 0; b < size; ++b) u |= uint64_t(item[b]) << (8 * b);
+      uint64_t u = load_le(item, size);
       if (h.kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1) u |= ~uint64_t(0) << (8 * size);  // sign-extend
       v = h.kind == 'i' ? static_cast<double>(static_cast<int64_t>(u)) : static_cast<double>(u);
     }
@@ -179,7 +179,7 @@ std::vector<uint8_t> npy_from_double(const at::Tensor& values) {
 
 std::vector<uint8_t> npy_int64_scalar(int64_t value) {
   std::vector<uint8_t> out = with_header("<i8", "()", 8);
-  for (int b = 0; b < 8; ++b) out.push_back(static_cast<uint8_t>(static_cast<uint64_t>(value) >> (8 * b)));
+  put_le64(out, static_cast<uint64_t>(value));
   return out;
 }
 

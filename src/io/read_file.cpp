@@ -19,10 +19,10 @@ namespace {
 // file (a FIFO swapped in after a stat cannot slip through). Returns the fd and its size.
 int open_regular(const std::string& path, const std::string& what, uint64_t& size) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) fail(path, what, std::string("cannot be opened: ") + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) fail(path, what, std::string("cannot open: ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) fail(path, what, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) fail(path, what, std::string("cannot be opened: ") + std::strerror(errno));
+  if (fd < 0) fail(path, what, std::string("cannot open: ") + std::strerror(errno));
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     fail(path, what, "is not a regular file");

@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "ddpm/io/atomic_file.hpp"
+#include "ddpm/util/limits.hpp"
 #include "ddpm/io/json.hpp"
 #include "ddpm/io/read_file.hpp"
+#include "io/little_endian.hpp"
 
 namespace ddpm::safetensors {
 
@@ -50,8 +52,7 @@ Contents parse(std::string_view bytes, const std::string& name) {
   };
   if (!little_endian_host()) throw bad("big-endian hosts are not supported");
   if (bytes.size() < 8) throw bad("truncated: " + std::to_string(bytes.size()) + " bytes, no 8-byte header length");
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  const uint64_t n = io::le64(bytes.data());
   if (n > kMaxHeaderBytes) throw bad("header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > bytes.size() - 8)
     throw bad("truncated: header length " + std::to_string(n) + " but only " + std::to_string(bytes.size() - 8) +
@@ -151,7 +152,7 @@ Contents parse(std::string_view bytes, const std::string& name) {
 
 Contents read_file(const std::string& path) {
   // The whole file is read once (its size bounds the allocation); tensors are copied out of it.
-  const std::string bytes = io::read_regular_file(path, "safetensors file");
+  const std::string bytes = io::read_regular_file(path, "safetensors file", limits::kMaxModelFileBytes);
   return parse(bytes, path);
 }
 
@@ -184,8 +185,8 @@ std::string serialize(const std::map<std::string, at::Tensor>& tensors, const st
   }
   std::string text = json::write(header);
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+  std::string out;
+  io::put_le64(out, text.size());
   out += text;
   out.reserve(out.size() + offset);
   for (const at::Tensor& t : cpu) out.append(static_cast<const char*>(t.data_ptr()), t.nbytes());

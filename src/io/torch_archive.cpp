@@ -5,13 +5,13 @@
 #include <torch/nn/module.h>
 
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <vector>
 
 #include "io/unpickler.hpp"
-#include "io/zip_reader.hpp"
+#include "io/zip.hpp"
+#include "ddpm/io/read_file.hpp"
+#include "ddpm/util/limits.hpp"
 
 namespace ddpm::io {
 
@@ -97,7 +97,8 @@ TorchArchive parse_torch_archive(std::string_view bytes) {
   zip.check_crcs();
   // "<archive>/data.pkl"; <archive> is any name (the file's stem when LibTorch wrote to a path).
   std::string prefix;
-  for (const std::string& name : zip.names()) {
+  for (const ZipEntry& entry : zip.entries()) {
+    const std::string& name = entry.name;
     const size_t slash = name.find('/');
     if (slash != std::string::npos && name.compare(slash, std::string::npos, "/data.pkl") == 0) {
       if (!prefix.empty()) throw std::invalid_argument("two data.pkl records in the archive");
@@ -111,10 +112,12 @@ TorchArchive parse_torch_archive(std::string_view bytes) {
   // never declare one, so a file that does is not ours.
   static const std::string kSetState = "__setstate__";
   constexpr uint64_t kMaxCodeBytes = 1 << 20;  // a class declaration; ours are a few hundred bytes
-  for (const auto& e : zip.entries())
-    if (e.name.compare(0, prefix.size() + 5, prefix + "code/") == 0 &&
-        zip.inflated(e, kMaxCodeBytes).find(kSetState) != std::string::npos)
+  for (const auto& e : zip.entries()) {
+    if (e.name.compare(0, prefix.size() + 5, prefix + "code/") != 0) continue;
+    const std::vector<uint8_t> code = zip.read(e, kMaxCodeBytes);
+    if (std::string_view(reinterpret_cast<const char*>(code.data()), code.size()).find(kSetState) != std::string_view::npos)
       throw std::invalid_argument("class code in '" + e.name + "' declares __setstate__ (not a libddpm archive)");
+  }
 
   pickle::Unpickler::Storages storages;
   auto loader = [&](const std::string& key, at::ScalarType dtype, int64_t numel) {
@@ -136,16 +139,7 @@ TorchArchive parse_torch_archive(std::string_view bytes) {
 }
 
 TorchArchive read_torch_archive(const std::string& path) {
-  std::error_code ec;
-  // A FIFO or a device would block or stream without end.
-  if (!std::filesystem::is_regular_file(path, ec)) throw std::invalid_argument("is not a regular file");
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : -1;
-  if (size < 0) throw std::invalid_argument("cannot be read");
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  if (!in.read(bytes.data(), size)) throw std::invalid_argument("cannot be read");
-  return parse_torch_archive(bytes);
+  return parse_torch_archive(read_regular_file(path, "archive", limits::kMaxModelFileBytes));
 }
 
 void load_module(const TorchArchive& archive, torch::nn::Module& module) {

@@ -39,8 +39,8 @@ struct TorchArchive {
 /// without the file name (callers add it).
 TorchArchive parse_torch_archive(std::string_view bytes);
 
-/// Reads the regular file `path` and parses it. Throws std::invalid_argument, one line without
-/// the file name.
+/// Reads the regular file `path` (io::read_regular_file, at most limits::kMaxModelFileBytes) and
+/// parses it. Throws std::invalid_argument, one line (naming the file only when it cannot be read).
 TorchArchive read_torch_archive(const std::string& path);
 
 /// Copies the tensors of `archive` into the parameters and buffers of `module`, laid out as

@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "io/unpickler.hpp"
-#include "io/zip_reader.hpp"
+#include "io/little_endian.hpp"
+#include "io/zip.hpp"
 #include "ddpm/io/read_file.hpp"
+#include "ddpm/util/limits.hpp"
 
 namespace ddpm::torch_file {
 
@@ -72,8 +74,7 @@ std::map<std::string, at::Tensor> parse_legacy(std::string_view bytes) {
     if (k->kind != Kind::Str || !storages.count(k->s)) throw std::invalid_argument("legacy file: unknown storage key");
     auto& st = *storages[k->s];
     if (bytes.size() - at_byte < 8) throw std::invalid_argument("truncated (storage '" + k->s + "')");
-    uint64_t n = 0;
-    for (int b = 7; b >= 0; --b) n = (n << 8) | static_cast<uint8_t>(bytes[at_byte + static_cast<size_t>(b)]);
+    const uint64_t n = io::le64(bytes.data() + at_byte);
     at_byte += 8;
     const uint64_t nbytes = n * static_cast<uint64_t>(element_size(st.dtype));
     if (n != static_cast<uint64_t>(st.numel) || nbytes > bytes.size() - at_byte)
@@ -86,17 +87,17 @@ std::map<std::string, at::Tensor> parse_legacy(std::string_view bytes) {
 }
 
 std::map<std::string, at::Tensor> parse_zip(std::string_view bytes) {
-  const ZipReader zip(bytes);
+  const io::ZipReader zip(bytes);
   // torch.save writes "<archive>/data.pkl" and "<archive>/data/<key>"; <archive> is any name.
   std::string prefix;
-  for (const std::string& name : zip.names()) {
+  for (const io::ZipEntry& entry : zip.entries()) {
+    const std::string& name = entry.name;
     const size_t slash = name.find('/');
     if (slash != std::string::npos && name.compare(slash, std::string::npos, "/data.pkl") == 0) prefix = name.substr(0, slash + 1);
   }
   if (prefix.empty()) throw std::invalid_argument("zip archive without data.pkl (not a torch.save file)");
-  for (const std::string& name : zip.names())
-    if (name == prefix + "byteorder" && zip.stored(name) != "little")
-      throw std::invalid_argument("big-endian tensors are not supported");
+  if (const auto* order = zip.find(prefix + "byteorder"); order && zip.stored(*order) != "little")
+    throw std::invalid_argument("big-endian tensors are not supported");
   Unpickler::Storages storages;
   auto loader = [&](const std::string& key, at::ScalarType dtype, int64_t numel) {
     const std::string_view data = zip.stored(prefix + "data/" + key);
@@ -114,7 +115,7 @@ std::map<std::string, at::Tensor> parse_zip(std::string_view bytes) {
 
 std::map<std::string, at::Tensor> parse_state_dict(std::string_view bytes, const std::string& name) {
   try {
-    if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) return parse_zip(bytes);
+    if (io::looks_like_zip(bytes)) return parse_zip(bytes);
     return parse_legacy(bytes);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument("torch file '" + name + "': " + e.what());
@@ -126,7 +127,7 @@ std::map<std::string, at::Tensor> parse_state_dict(std::string_view bytes, const
 }
 
 std::map<std::string, at::Tensor> read_state_dict(const std::string& path) {
-  const std::string bytes = io::read_regular_file(path, "torch file");
+  const std::string bytes = io::read_regular_file(path, "torch file", limits::kMaxModelFileBytes);
   return parse_state_dict(bytes, path);
 }
 

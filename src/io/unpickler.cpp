@@ -1,6 +1,8 @@
 // The restricted unpickler (pickle protocols 2–4 as torch.save and TorchScript write them).
 #include "io/unpickler.hpp"
 
+#include "io/little_endian.hpp"
+
 #include "ddpm/util/limits.hpp"
 
 #include <ATen/ATen.h>
@@ -157,10 +159,7 @@ std::string_view Unpickler::take(uint64_t n) {
 uint8_t Unpickler::u8() { return static_cast<uint8_t>(take(1)[0]); }
 
 uint64_t Unpickler::le(size_t n) {
-  auto s = take(n);
-  uint64_t v = 0;
-  for (size_t k = n; k-- > 0;) v = (v << 8) | static_cast<uint8_t>(s[k]);
-  return v;
+  return io::load_le(take(n).data(), n);
 }
 
 std::string Unpickler::line() {

@@ -8,7 +8,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ddpm/io/read_file.hpp"
 #include "ddpm/io/toml.hpp"
+#include "ddpm/util/limits.hpp"
 #include "ddpm/util/errors.hpp"
 #include "ddpm/pipeline/config_keys.hpp"
 
@@ -284,19 +286,10 @@ Config config_from_toml(const std::string& text, Config config) {
 }
 
 Config config_from_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::invalid_argument("config file '" + path + "': " +
-                                (std::filesystem::exists(path, ec) ? "not a regular file" : "cannot be opened"));
-  // A config is a few KiB; anything past 1 MiB is not one (and is not read into memory).
-  if (std::filesystem::file_size(path, ec) > (1u << 20))
-    throw std::invalid_argument("config file '" + path + "': larger than 1 MiB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument("config file '" + path + "': cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
+  // A config is a few KiB; anything past kMaxTomlBytes is not one (and is not read into memory).
+  const std::string text = io::read_regular_file(path, "config file", limits::kMaxTomlBytes);
   try {
-    return config_from_toml(text.str());
+    return config_from_toml(text);
   } catch (const std::invalid_argument& e) {
     std::string what = e.what();
     if (what.rfind("config: ", 0) == 0) what = what.substr(8);

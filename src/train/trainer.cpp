@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "ddpm/io/atomic_file.hpp"
+#include "ddpm/io/read_file.hpp"
 #include "util/splitmix.hpp"
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/math/diffusion.hpp"
@@ -44,6 +45,8 @@ namespace {
 // The trainer's own stream (timesteps and noise) must not coincide with the global one
 // (weight init, dropout), which is seeded with `seed` itself.
 constexpr uint64_t kTrainerStream = 0x9E3779B97F4A7C15ull;
+// metrics.jsonl is a line of ~200 bytes a logged step: 4 GiB is twenty million of them.
+constexpr uint64_t kMaxMetricsBytes = uint64_t{1} << 32;
 
 at::Generator& global_cpu_generator() {
   static at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -111,15 +114,15 @@ class Autocast {
 
 // Drops metrics lines of steps after `step` (written after the checkpoint a run resumes from).
 void truncate_metrics(const std::string& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::istringstream in(io::read_regular_file(path, "metrics file", kMaxMetricsBytes));
   std::string line, kept;
   while (std::getline(in, line)) {
     auto pos = line.find("\"step\":");
     if (pos == std::string::npos) continue;
     if (std::strtoll(line.c_str() + pos + 7, nullptr, 10) <= step) kept += line + "\n";
   }
-  in.close();
   io::write_file_atomically(path, kept);
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // The one way libddpm reads a whole input file a user names: it must be a regular file, checked
 // before a byte is read, so that a FIFO, a terminal or a device never blocks or streams a tool
-// forever (open with O_NONBLOCK — a FIFO without a writer would block a plain open — then fstat).
+// forever (open with O_NONBLOCK — a FIFO without a writer would block a plain open — then fstat),
+// and no larger than the bound its kind of file has (ddpm/util/limits.hpp), checked before
+// anything is allocated. Every failure is a std::invalid_argument naming the file: bad input,
+// which every tool reports in one line and exits 2 for.
 #include <cstdint>
-#include <limits>
 #include <string>
 
 namespace ddpm::io {
@@ -14,8 +16,8 @@ void require_regular_file(const std::string& path, const std::string& what);
 
 /// The bytes of the regular file `path` (checked as above, on the opened descriptor too), at
 /// most `max_bytes` of them (larger: refused before anything is allocated). Throws
-/// std::invalid_argument "WHAT 'PATH': REASON".
-std::string read_regular_file(const std::string& path, const std::string& what,
-                              uint64_t max_bytes = std::numeric_limits<uint64_t>::max());
+/// std::invalid_argument "WHAT 'PATH': REASON" ("cannot open: No such file or directory",
+/// "is not a regular file", "larger than N bytes (M)", a read error).
+std::string read_regular_file(const std::string& path, const std::string& what, uint64_t max_bytes);
 
 }  // namespace ddpm::io

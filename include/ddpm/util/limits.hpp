@@ -46,4 +46,15 @@ inline constexpr uint64_t kMaxIdxBytes = uint64_t{1} << 32;
 /// holds the largest statistics accepted (sigma of 16383² float64).
 inline constexpr uint64_t kMaxZipMemberBytes = 0x7FFFFFFF;
 
+// ---------------------------------------------------------------- whole files read into memory
+/// Model files read whole (checkpoints, classifiers, .pt/.bin/.ckpt state dicts, safetensors):
+/// 64 GiB, far above the largest diffusion U-Net's weights (a few GB).
+inline constexpr uint64_t kMaxModelFileBytes = uint64_t{1} << 36;
+/// Image files read whole: 16 bytes a pixel of the largest image accepted (kMaxImagePixels),
+/// more than any format spends on one (16-bit RGBA is 8).
+inline constexpr uint64_t kMaxImageFileBytes = uint64_t{16} * kMaxImagePixels;
+/// FID statistics (.npz): mu and sigma of the largest members accepted (kMaxZipMemberBytes),
+/// with room for the small ones.
+inline constexpr uint64_t kMaxStatsFileBytes = 4 * kMaxZipMemberBytes;
+
 }  // namespace ddpm::limits
