@@ -1,6 +1,6 @@
 #include "ddpm/data/image.hpp"
 #include "ddpm/io/atomic_file.hpp"
-#include "ddpm/io/read_file.hpp"
+#include "io/read_file.hpp"
 
 #include <ATen/ATen.h>
 // Implementations live in libstb.so (Debian's stb package): headers only here.

@@ -7,7 +7,7 @@
 
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/interop/ddpm_original.hpp"
-#include "ddpm/io/read_file.hpp"
+#include "io/read_file.hpp"
 
 namespace fs = std::filesystem;
 

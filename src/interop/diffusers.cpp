@@ -7,6 +7,7 @@
 // the embedding) with "_libddpm_time_embedding": "interleaved" in config.json (diffusers ignores
 // keys starting with "_"); importing undoes the permutation, so the round trip is bit-exact.
 #include "ddpm/interop/diffusers.hpp"
+#include "interop/diffusers_json.hpp"
 
 #include <ATen/ATen.h>
 
@@ -19,7 +20,7 @@
 
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/safetensors.hpp"
-#include "ddpm/io/read_file.hpp"
+#include "io/read_file.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/version.hpp"
 

@@ -1,4 +1,4 @@
-#include "ddpm/io/read_file.hpp"
+#include "io/read_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "ddpm/io/atomic_file.hpp"
-#include "ddpm/io/json.hpp"
-#include "ddpm/io/read_file.hpp"
+#include "io/json.hpp"
+#include "io/read_file.hpp"
 
 namespace ddpm::safetensors {
 

@@ -14,7 +14,7 @@
 
 #include "io/unpickler.hpp"
 #include "io/zip_reader.hpp"
-#include "ddpm/io/read_file.hpp"
+#include "io/read_file.hpp"
 
 namespace ddpm::torch_file {
 

@@ -1,7 +1,7 @@
 #include "io/zip.hpp"
 
 #include "ddpm/io/atomic_file.hpp"
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/inflate.hpp"
 

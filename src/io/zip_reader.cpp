@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 
 #include <stb_image.h>
 

@@ -8,7 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 #include "ddpm/util/errors.hpp"
 #include "ddpm/pipeline/config_keys.hpp"
 
