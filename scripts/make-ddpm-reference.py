@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for tests/test_interop.cpp, made by implementations that are not ours.
+"""Reference data for tests/interop/test_interop.cpp, made by implementations that are not ours.
 
   python scripts/make-ddpm-reference.py PATH/TO/pytorch_diffusion/model.py [OUT_DIR]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs, only when missing, the `tensorboard` package that tests/test_tensorboard.cpp reads
+# Installs, only when missing, the `tensorboard` package that tests/train/test_tensorboard.cpp reads
 # the events files with (its EventAccumulator), into the venv of scripts/setup-torch2.sh, and
 # prints that venv's python. The same venv serves `tensorboard --logdir runs`.
 #   scripts/setup-tensorboard.sh           install when missing, print the python

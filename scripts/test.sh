@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 BUILDS=${DDPM_TEST_BUILDS:-debian pip}
 bash scripts/setup-deps.sh || exit 1
 case " $BUILDS " in *" pip "*) bash scripts/setup-torch2.sh >/dev/null || exit 1 ;; esac
-# After torch (the same venv): tests/test_tensorboard.cpp reads events files with tensorboard.
+# After torch (the same venv): tests/train/test_tensorboard.cpp reads events files with tensorboard.
 bash scripts/setup-tensorboard.sh >/dev/null || exit 1
 
 summary=()

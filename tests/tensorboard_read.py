@@ -1,4 +1,4 @@
-"""Reads TensorBoard event files with TensorBoard's own reader, for tests/test_tensorboard.cpp.
+"""Reads TensorBoard event files with TensorBoard's own reader, for tests/train/test_tensorboard.cpp.
 
   tensorboard_read.py run LOGDIR OUTDIR
       Loads LOGDIR (one run) with tensorboard's EventAccumulator (purging orphaned data, as

@@ -229,14 +229,18 @@ int wait_exit(pid_t pid, int seconds) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::string make_image_folder(const std::string& dir) {
+std::string make_image_folder(const std::string& dir, int count, bool varied_sizes) {
   std::filesystem::create_directories(dir);
-  for (int n = 0; n < 16; ++n) {
+  for (int n = 0; n < count; ++n) {
     ddpm::Image im;
-    im.width = im.height = 8;
+    im.width = varied_sizes ? 10 + n % 3 : 8;
+    im.height = varied_sizes ? 9 + n % 2 : 8;
     im.channels = 3;
-    im.pixels.resize(8 * 8 * 3);
-    for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 37 + n * 11) % 256);
+    im.pixels.resize(static_cast<size_t>(im.width * im.height * 3));
+    for (int y = 0; y < im.height; ++y)
+      for (int x = 0; x < im.width; ++x)
+        for (int ch = 0; ch < 3; ++ch)
+          im.pixels[(y * im.width + x) * 3 + ch] = static_cast<uint8_t>((x * 20 + y * 7 * (ch + 1) + n * 13) % 256);
     ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
   }
   return dir;

@@ -66,8 +66,9 @@ bool wait_for(Pred pred, int seconds) {
 /// Exit status of `pid` (128 + signal when killed), waiting at most `seconds` (then kills it
 /// and returns -1).
 int wait_exit(pid_t pid, int seconds);
-/// 16 RGB 8×8 PNG images in `dir` (created); returns `dir`.
-std::string make_image_folder(const std::string& dir);
+/// `count` RGB PNG images in `dir` (created), 8×8, or 10..12 × 9..10 with `varied_sizes` (the
+/// loader resizes them); each a different smooth pattern. Returns `dir`.
+std::string make_image_folder(const std::string& dir, int count = 16, bool varied_sizes = false);
 /// configs/tiny.toml of the source tree.
 std::string tiny_toml();
 /// The message of the exception `f` throws ("" if none).

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ddpm/util/errors.hpp"
+#include "util/enum_names.hpp"
 
 namespace ddpm::dist {
 namespace {
@@ -35,14 +36,13 @@ int64_t first_count(const char* name, const char* text) {
 
 }  // namespace
 
-std::string to_string(Launcher launcher) {
-  switch (launcher) {
-    case Launcher::Single: return "single process";
-    case Launcher::Torchrun: return "torchrun";
-    case Launcher::Slurm: return "slurm";
-  }
-  return "?";
-}
+namespace {
+// Printed only (the launcher is detected from the environment, never parsed).
+constexpr util::EnumName<Launcher> kLaunchers[] = {
+    {Launcher::Single, "single process"}, {Launcher::Torchrun, "torchrun"}, {Launcher::Slurm, "slurm"}};
+}  // namespace
+
+std::string to_string(Launcher launcher) { return util::enum_name(kLaunchers, launcher); }
 
 std::string first_host_of_nodelist(const std::string& nodelist) {
   if (nodelist.empty()) bad_input("SLURM_JOB_NODELIST", "empty");

@@ -11,24 +11,20 @@
 #include "ddpm/eval/features.hpp"
 #include "ddpm/eval/stats_file.hpp"
 #include "ddpm/util/errors.hpp"
+#include "util/enum_names.hpp"
 
 namespace ddpm::eval {
 
+namespace {
+constexpr util::EnumName<ScriptInput> kScriptInputs[] = {
+    {ScriptInput::Uint8, "uint8"}, {ScriptInput::Unit, "unit"}, {ScriptInput::Signed, "signed"}};
+}  // namespace
+
 ScriptInput parse_script_input(const std::string& text) {
-  if (text == "uint8") return ScriptInput::Uint8;
-  if (text == "unit") return ScriptInput::Unit;
-  if (text == "signed") return ScriptInput::Signed;
-  bad_input("--script-input '" + text + "'", "expected uint8, unit or signed");
+  return util::parse_enum(kScriptInputs, text, "--script-input");
 }
 
-std::string to_string(ScriptInput input) {
-  switch (input) {
-    case ScriptInput::Uint8: return "uint8";
-    case ScriptInput::Unit: return "unit";
-    case ScriptInput::Signed: return "signed";
-  }
-  return "?";
-}
+std::string to_string(ScriptInput input) { return util::enum_name(kScriptInputs, input); }
 
 namespace {
 

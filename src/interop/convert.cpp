@@ -9,26 +9,22 @@
 #include "ddpm/io/read_file.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/zip.hpp"
+#include "util/enum_names.hpp"
 
 namespace fs = std::filesystem;
 
 namespace ddpm::interop {
 
-SourceFormat parse_source_format(const std::string& text) {
-  for (SourceFormat f : {SourceFormat::Auto, SourceFormat::Original, SourceFormat::Diffusers, SourceFormat::Libddpm})
-    if (text == to_string(f)) return f;
-  throw std::invalid_argument("--from: expected auto, original, diffusers or libddpm, got '" + text + "'");
-}
+namespace {
+constexpr util::EnumName<SourceFormat> kSourceFormats[] = {{SourceFormat::Auto, "auto"},
+                                                           {SourceFormat::Original, "original"},
+                                                           {SourceFormat::Diffusers, "diffusers"},
+                                                           {SourceFormat::Libddpm, "libddpm"}};
+}  // namespace
 
-const char* to_string(SourceFormat f) {
-  switch (f) {
-    case SourceFormat::Auto: return "auto";
-    case SourceFormat::Original: return "original";
-    case SourceFormat::Diffusers: return "diffusers";
-    case SourceFormat::Libddpm: return "libddpm";
-  }
-  return "?";
-}
+SourceFormat parse_source_format(const std::string& text) { return util::parse_enum(kSourceFormats, text, "--from"); }
+
+const char* to_string(SourceFormat f) { return util::enum_name(kSourceFormats, f); }
 
 namespace {
 

@@ -7,6 +7,7 @@
 // the embedding) with "_libddpm_time_embedding": "interleaved" in config.json (diffusers ignores
 // keys starting with "_"); importing undoes the permutation, so the round trip is bit-exact.
 #include "ddpm/interop/diffusers.hpp"
+#include "interop/diffusers_json.hpp"
 
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 
 #include <array>
 

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "io/little_endian.hpp"
 
 namespace fs = std::filesystem;

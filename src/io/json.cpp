@@ -1,5 +1,5 @@
 // Strict JSON: a recursive-descent parser over a string_view (depth-bounded) and a writer.
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -11,7 +11,7 @@
 
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/util/limits.hpp"
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 #include "ddpm/io/read_file.hpp"
 #include "io/little_endian.hpp"
 

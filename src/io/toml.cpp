@@ -1,4 +1,4 @@
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 
 #include <charconv>
 #include <cmath>

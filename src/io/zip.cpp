@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "ddpm/io/atomic_file.hpp"
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "ddpm/util/limits.hpp"
 #include "io/inflate.hpp"
 #include "io/little_endian.hpp"

@@ -1,6 +1,7 @@
 // The forward process, its posterior, and conversions between the network's parameterisations.
 // DDPM = Ho et al. 2020; v-prediction: Salimans & Ho 2022 (§4); min-SNR-γ: Hang et al. 2023.
 #include "ddpm/math/diffusion.hpp"
+#include "util/enum_names.hpp"
 
 #include <ATen/ATen.h>
 
@@ -23,35 +24,27 @@ int64_t ndim_of(const at::Tensor& x) { return std::max<int64_t>(x.dim(), 1); }
 
 }  // namespace
 
-Prediction parse_prediction(const std::string& text) {
-  if (text == "epsilon" || text == "eps") return Prediction::Epsilon;
-  if (text == "x0" || text == "sample") return Prediction::X0;
-  if (text == "v" || text == "v_prediction" || text == "v-prediction") return Prediction::V;
-  throw std::invalid_argument("prediction: unknown value '" + text + "' (expected epsilon, x0 or v)");
-}
+namespace {
+// Canonical names first; diffusers' spellings (sample, v_prediction) as aliases.
+constexpr util::EnumName<Prediction> kPredictions[] = {
+    {Prediction::Epsilon, "epsilon"}, {Prediction::X0, "x0"},     {Prediction::V, "v"},
+    {Prediction::Epsilon, "eps"},     {Prediction::X0, "sample"}, {Prediction::V, "v_prediction"},
+    {Prediction::V, "v-prediction"}};
+constexpr util::EnumName<LossWeighting> kLossWeightings[] = {{LossWeighting::None, "none"},
+                                                             {LossWeighting::MinSNR, "min-snr"},
+                                                             {LossWeighting::None, "simple"},
+                                                             {LossWeighting::MinSNR, "min_snr"}};
+}  // namespace
 
-std::string to_string(Prediction prediction) {
-  switch (prediction) {
-    case Prediction::Epsilon: return "epsilon";
-    case Prediction::X0: return "x0";
-    case Prediction::V: return "v";
-  }
-  return "?";
-}
+Prediction parse_prediction(const std::string& text) { return util::parse_enum(kPredictions, text, "prediction"); }
+
+std::string to_string(Prediction prediction) { return util::enum_name(kPredictions, prediction); }
 
 LossWeighting parse_loss_weighting(const std::string& text) {
-  if (text == "none" || text == "simple") return LossWeighting::None;
-  if (text == "min-snr" || text == "min_snr") return LossWeighting::MinSNR;
-  throw std::invalid_argument("loss-weighting: unknown value '" + text + "' (expected none or min-snr)");
+  return util::parse_enum(kLossWeightings, text, "loss-weighting");
 }
 
-std::string to_string(LossWeighting w) {
-  switch (w) {
-    case LossWeighting::None: return "none";
-    case LossWeighting::MinSNR: return "min-snr";
-  }
-  return "?";
-}
+std::string to_string(LossWeighting w) { return util::enum_name(kLossWeightings, w); }
 
 at::Tensor q_sample(const NoiseSchedule& s, const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise) {
   // x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε   (DDPM eq. 4, reparameterised)

@@ -4,6 +4,7 @@
 // Everything is computed in float64 on the CPU, then cast once to float32 on the device.
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/util/errors.hpp"
+#include "util/enum_names.hpp"
 
 #include <ATen/ATen.h>
 
@@ -301,23 +302,26 @@ at::Tensor NoiseSchedule::extract(const at::Tensor& table, const at::Tensor& t, 
   return out.reshape(shape);
 }
 
+namespace {
+constexpr util::EnumName<Spacing> kSpacings[] = {{Spacing::Leading, "leading"},
+                                                 {Spacing::Trailing, "trailing"},
+                                                 {Spacing::Linspace, "linspace"},
+                                                 {Spacing::Karras, "karras"},
+                                                 {Spacing::LogSnr, "logsnr"}};
+}  // namespace
+
 const std::vector<std::string>& spacing_names() {
-  static const std::vector<std::string> names{"leading", "trailing", "linspace", "karras", "logsnr"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& row : kSpacings) out.emplace_back(row.name);
+    return out;
+  }();
   return names;
 }
 
-Spacing parse_spacing(const std::string& text) {
-  const auto& names = spacing_names();
-  for (size_t i = 0; i < names.size(); ++i)
-    if (text == names[i]) return static_cast<Spacing>(i);
-  throw std::invalid_argument("spacing: unknown value '" + text +
-                              "' (expected leading, trailing, linspace, karras or logsnr)");
-}
+Spacing parse_spacing(const std::string& text) { return util::parse_enum(kSpacings, text, "spacing"); }
 
-std::string to_string(Spacing spacing) {
-  const auto i = static_cast<size_t>(spacing);
-  return i < spacing_names().size() ? spacing_names()[i] : "?";
-}
+std::string to_string(Spacing spacing) { return util::enum_name(kSpacings, spacing); }
 
 namespace {
 // round(num/den) for num, den ≥ 0, ties to even (numpy's rounding), in exact integer arithmetic.

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "models/unet_layers.hpp"
+#include "util/enum_names.hpp"
 
 namespace ddpm {
 
@@ -342,19 +343,16 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, TimeEmbedding la
   return layout == TimeEmbedding::SinCos ? at::cat({at::sin(arg), at::cos(arg)}, 1) : at::cat({at::cos(arg), at::sin(arg)}, 1);
 }
 
-const char* to_string(TimeEmbedding e) {
-  switch (e) {
-    case TimeEmbedding::Interleaved: return "interleaved";
-    case TimeEmbedding::SinCos: return "sin-cos";
-    case TimeEmbedding::CosSin: return "cos-sin";
-  }
-  return "?";
-}
+namespace {
+constexpr util::EnumName<TimeEmbedding> kTimeEmbeddings[] = {{TimeEmbedding::Interleaved, "interleaved"},
+                                                             {TimeEmbedding::SinCos, "sin-cos"},
+                                                             {TimeEmbedding::CosSin, "cos-sin"}};
+}  // namespace
+
+const char* to_string(TimeEmbedding e) { return util::enum_name(kTimeEmbeddings, e); }
 
 TimeEmbedding parse_time_embedding(const std::string& text) {
-  for (TimeEmbedding e : {TimeEmbedding::Interleaved, TimeEmbedding::SinCos, TimeEmbedding::CosSin})
-    if (text == to_string(e)) return e;
-  throw std::invalid_argument("time-embedding: expected interleaved, sin-cos or cos-sin, got '" + text + "'");
+  return util::parse_enum(kTimeEmbeddings, text, "time-embedding");
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

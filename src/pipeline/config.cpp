@@ -9,10 +9,11 @@
 #include <stdexcept>
 
 #include "ddpm/io/read_file.hpp"
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 #include "ddpm/util/limits.hpp"
 #include "ddpm/util/errors.hpp"
 #include "ddpm/pipeline/config_keys.hpp"
+#include "util/enum_names.hpp"
 
 namespace ddpm {
 
@@ -22,13 +23,14 @@ namespace {
 
 EmaOptions TrainConfig::ema_options() const { return {ema_decay, parse_ema_warmup(ema_warmup), ema_power}; }
 
-LrSchedule parse_lr_schedule(const std::string& text) {
-  if (text == "constant") return LrSchedule::Constant;
-  if (text == "cosine") return LrSchedule::Cosine;
-  throw std::invalid_argument("unknown lr-schedule '" + text + "' (constant, cosine)");
-}
+namespace {
+constexpr util::EnumName<LrSchedule> kLrSchedules[] = {{LrSchedule::Constant, "constant"},
+                                                       {LrSchedule::Cosine, "cosine"}};
+}  // namespace
 
-std::string to_string(LrSchedule s) { return s == LrSchedule::Cosine ? "cosine" : "constant"; }
+LrSchedule parse_lr_schedule(const std::string& text) { return util::parse_enum(kLrSchedules, text, "lr-schedule"); }
+
+std::string to_string(LrSchedule s) { return util::enum_name(kLrSchedules, s); }
 
 void TrainConfig::validate() const {
   if (steps < 1) bad("steps", "must be >= 1, got " + std::to_string(steps));

@@ -6,7 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 
 namespace ddpm {
 namespace {

@@ -1,23 +1,17 @@
 #include "ddpm/pipeline/ema_options.hpp"
+#include "util/enum_names.hpp"
 
 #include <stdexcept>
 
 namespace ddpm {
 
-EmaWarmup parse_ema_warmup(const std::string& text) {
-  if (text == "none") return EmaWarmup::None;
-  if (text == "rational") return EmaWarmup::Rational;
-  if (text == "power") return EmaWarmup::Power;
-  throw std::invalid_argument("ema-warmup '" + text + "': expected none, rational or power");
-}
+namespace {
+constexpr util::EnumName<EmaWarmup> kEmaWarmups[] = {
+    {EmaWarmup::None, "none"}, {EmaWarmup::Rational, "rational"}, {EmaWarmup::Power, "power"}};
+}  // namespace
 
-std::string to_string(EmaWarmup warmup) {
-  switch (warmup) {
-    case EmaWarmup::None: return "none";
-    case EmaWarmup::Rational: return "rational";
-    case EmaWarmup::Power: return "power";
-  }
-  return "?";
-}
+EmaWarmup parse_ema_warmup(const std::string& text) { return util::parse_enum(kEmaWarmups, text, "ema-warmup"); }
+
+std::string to_string(EmaWarmup warmup) { return util::enum_name(kEmaWarmups, warmup); }
 
 }  // namespace ddpm

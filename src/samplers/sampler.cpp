@@ -12,6 +12,7 @@
 
 #include "ddpm/util/errors.hpp"
 #include "samplers/internal.hpp"
+#include "util/enum_names.hpp"
 
 namespace ddpm {
 namespace {
@@ -69,44 +70,50 @@ void check_steering(const Steering& s, int64_t n, int64_t C, int64_t H, int64_t 
 
 }  // namespace
 
+namespace {
+// Canonical names in enum order, then k-diffusion's function names as aliases.
+constexpr util::EnumName<SamplerKind> kSamplers[] = {
+    {SamplerKind::Ddpm, "ddpm"},
+    {SamplerKind::Ddim, "ddim"},
+    {SamplerKind::DpmSolver2M, "dpm++2m"},
+    {SamplerKind::DpmSolver3M, "dpm++3m"},
+    {SamplerKind::DpmSolver2MSde, "dpm++2m-sde"},
+    {SamplerKind::UniPC, "unipc"},
+    {SamplerKind::Heun, "heun"},
+    {SamplerKind::Euler, "euler"},
+    {SamplerKind::EulerAncestral, "euler-a"},
+    {SamplerKind::IPndm, "ipndm"},
+    {SamplerKind::DpmSolver2M, "dpmpp_2m"},
+    {SamplerKind::DpmSolver3M, "dpmpp_3m"},
+    {SamplerKind::DpmSolver2MSde, "dpmpp_2m_sde"},
+    {SamplerKind::EulerAncestral, "euler_ancestral"}};
+constexpr util::EnumName<Variance> kVariances[] = {{Variance::FixedSmall, "fixed_small"},
+                                                   {Variance::FixedLarge, "fixed_large"},
+                                                   {Variance::FixedSmall, "fixed-small"},
+                                                   {Variance::FixedLarge, "fixed-large"}};
+}  // namespace
+
 const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> names{"ddpm", "ddim",  "dpm++2m", "dpm++3m", "dpm++2m-sde",
-                                              "unipc", "heun", "euler",   "euler-a", "ipndm"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < std::size(kSamplers); ++i)
+      if (util::detail::is_canonical(kSamplers, i)) out.emplace_back(kSamplers[i].name);
+    return out;
+  }();
   return names;
 }
 
-SamplerKind parse_sampler_kind(const std::string& text) {
-  const auto& names = sampler_names();
-  for (size_t i = 0; i < names.size(); ++i)
-    if (text == names[i]) return static_cast<SamplerKind>(i);
-  // k-diffusion's function names
-  if (text == "dpmpp_2m") return SamplerKind::DpmSolver2M;
-  if (text == "dpmpp_3m") return SamplerKind::DpmSolver3M;
-  if (text == "dpmpp_2m_sde") return SamplerKind::DpmSolver2MSde;
-  if (text == "euler_ancestral") return SamplerKind::EulerAncestral;
-  std::string list;
-  for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
-  throw std::invalid_argument("sampler: unknown value '" + text + "' (expected one of " + list + ")");
-}
+SamplerKind parse_sampler_kind(const std::string& text) { return util::parse_enum(kSamplers, text, "sampler"); }
 
-std::string to_string(SamplerKind kind) {
-  const auto i = static_cast<size_t>(kind);
-  return i < sampler_names().size() ? sampler_names()[i] : "?";
-}
+std::string to_string(SamplerKind kind) { return util::enum_name(kSamplers, kind); }
 
 int64_t sampler_nfe(SamplerKind kind, int64_t steps) {
   return kind == SamplerKind::Heun ? 2 * steps - 1 : steps;
 }
 
-Variance parse_variance(const std::string& text) {
-  std::string t = text;
-  std::replace(t.begin(), t.end(), '-', '_');
-  if (t == "fixed_small") return Variance::FixedSmall;
-  if (t == "fixed_large") return Variance::FixedLarge;
-  throw std::invalid_argument("variance: unknown value '" + text + "' (expected fixed_small or fixed_large)");
-}
+Variance parse_variance(const std::string& text) { return util::parse_enum(kVariances, text, "variance"); }
 
-std::string to_string(Variance variance) { return variance == Variance::FixedLarge ? "fixed_large" : "fixed_small"; }
+std::string to_string(Variance variance) { return util::enum_name(kVariances, variance); }
 
 void SamplerConfig::validate(int64_t T) const {
   if (T < 2) bad("timesteps", "the schedule needs at least 2 steps, got " + std::to_string(T));

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

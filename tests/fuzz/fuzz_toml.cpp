@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -9,25 +9,12 @@
 
 #include "ddpm/pipeline/config.hpp"
 #include "ddpm/interop/state_dict.hpp"
-#include "ddpm/io/json.hpp"
 
 namespace ddpm::interop {
 
 /// diffusers' name of a libddpm parameter, for a model of `levels` levels. legacy_attention:
 /// the pre-0.13 attention names (query/key/value/proj_attn) instead of to_q/to_k/to_v/to_out.0.
 std::string diffusers_name(const std::string& ours, int64_t levels, bool legacy_attention = false);
-
-/// The run config of a UNet2DModel config.json (`unet`) and, when given, its scheduler config
-/// (DDPMScheduler keys: num_train_timesteps, beta_start/end, beta_schedule, variance_type,
-/// clip_sample, prediction_type). `what` names the source in errors.
-Config diffusers_config(const json::Value& unet, const json::Value* scheduler, const std::string& what);
-
-/// config.json and scheduler_config.json for a libddpm config. Throws std::invalid_argument
-/// naming the key for what diffusers cannot express (avgpool resampling, several heads whose
-/// width differs between levels, a schedule without closed form is written as trained_betas).
-json::Value diffusers_unet_json(const Config& config);
-/// The scheduler_config.json (DDPMScheduler) for `config`; errors as diffusers_unet_json.
-json::Value diffusers_scheduler_json(const Config& config);
 
 /// A model read from a foreign format: its libddpm config and the network (CPU, eval mode).
 struct Imported {

@@ -279,23 +279,6 @@ namespace {
 
 std::string bin(const std::string& tool) { return ddpm::test::bin_dir() + tool; }
 
-std::string make_image_folder(const std::string& dir) {
-  fs::create_directories(dir);
-  for (int n = 0; n < 8; ++n) {
-    ddpm::Image im;
-    im.width = 8;
-    im.height = 8;
-    im.channels = 3;
-    im.pixels.resize(8 * 8 * 3);
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x)
-        for (int ch = 0; ch < 3; ++ch)
-          im.pixels[(y * 8 + x) * 3 + ch] = static_cast<uint8_t>((x * 20 + y * 7 * (ch + 1) + n * 13) % 256);
-    ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
-  }
-  return dir;
-}
-
 // A tiny ε teacher (configs/tiny.toml, 3 steps) on `images` in `run_dir`.
 void train_tiny_teacher(const std::string& images, const std::string& run_dir) {
   auto r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
@@ -309,7 +292,7 @@ bool has(const std::string& text, const std::string& what) { return text.find(wh
 
 TEST(DistillCli, RoundTripWarningsAndBadInput) {
   const auto dir = ddpm::test::make_temp_dir("ddpm-distill-cli");
-  const std::string images = make_image_folder(dir + "/images");
+  const std::string images = ddpm::test::make_image_folder(dir + "/images", 8);
   const std::string teacher = dir + "/teacher", student = dir + "/student";
   train_tiny_teacher(images, teacher);
   const std::string distill = bin("ddpm-distill") + " --teacher " + teacher + " --threads 1 --batch-size 4 --log-every 1";
@@ -370,7 +353,7 @@ TEST(DistillCli, RoundTripWarningsAndBadInput) {
 // same losses bit for bit and end on the same weights.
 TEST(DistillCli, ResumeContinuesExactly) {
   const auto dir = ddpm::test::make_temp_dir("ddpm-distill-resume");
-  const std::string images = make_image_folder(dir + "/images");
+  const std::string images = ddpm::test::make_image_folder(dir + "/images", 8);
   const std::string teacher = dir + "/teacher", run = dir + "/run";
   train_tiny_teacher(images, teacher);
   auto r = run_command(bin("ddpm-distill") + " --teacher " + teacher + " --run-dir " + run +

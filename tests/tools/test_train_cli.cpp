@@ -23,28 +23,13 @@
 namespace fs = std::filesystem;
 using ddpm::test::run_command;
 
+// 16 small RGB PNGs of different sizes (the loader resizes them to image-size 8).
+constexpr bool kVariedSizes = true;
+
 namespace {
 
 std::string train_bin() { return ddpm::test::bin_dir() + "ddpm-train"; }
 std::string tiny_toml() { return ddpm::test::source_dir() + "/configs/tiny.toml"; }
-
-// 16 small RGB PNGs of different sizes (the loader resizes them to image-size 8).
-std::string make_image_folder(const std::string& dir) {
-  fs::create_directories(dir);
-  for (int n = 0; n < 16; ++n) {
-    ddpm::Image im;
-    im.width = 10 + n % 3;
-    im.height = 9 + n % 2;
-    im.channels = 3;
-    im.pixels.resize(static_cast<size_t>(im.width * im.height * 3));
-    for (int y = 0; y < im.height; ++y)
-      for (int x = 0; x < im.width; ++x)
-        for (int ch = 0; ch < 3; ++ch)
-          im.pixels[(y * im.width + x) * 3 + ch] = static_cast<uint8_t>((x * 20 + y * 7 * (ch + 1) + n * 13) % 256);
-    ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
-  }
-  return dir;
-}
 
 std::vector<std::string> lines_of(const fs::path& path) { return ddpm::test::lines_of(path.string()); }
 
@@ -74,7 +59,7 @@ TEST(TrainCli, DryRunPrintsTheCifarModelSummary) {
 
 TEST(TrainCli, RunDirectoryAndExactResume) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-cli");
-  auto images = make_image_folder(dir + "/images");
+  auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
   const std::string common = train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
                              " --threads 1 --log-every 1 --save-every 2 --sample-n 4 --sample-steps 2";
@@ -117,7 +102,7 @@ TEST(TrainCli, RunDirectoryAndExactResume) {
 // no checkpoint, resumes one that has, accepts the run's own options and refuses changes.
 TEST(TrainCli, ResumeAutoStartsOrResumes) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-auto");
-  auto images = make_image_folder(dir + "/images");
+  auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
   const std::string common = train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
                              " --threads 1 --log-every 1 --save-every 2 --resume auto";
@@ -144,7 +129,7 @@ TEST(TrainCli, ResumeAutoStartsOrResumes) {
 
 TEST(TrainCli, ErrorsAreOneLine) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-err");
-  auto images = make_image_folder(dir + "/images");
+  auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   auto no_ckpt = run_command(train_bin() + " --run-dir " + dir + "/none --resume");
   EXPECT_EQ(no_ckpt.exit_code, 2) << no_ckpt.output;
   auto missing = run_command(train_bin() + " --config " + tiny_toml() + " --data " + dir + "/nothing --run-dir " + dir +
@@ -167,7 +152,7 @@ TEST(TrainCli, ErrorsAreOneLine) {
 
 TEST(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-sigint");
-  auto images = make_image_folder(dir + "/images");
+  auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
   const std::string bin = train_bin(), config = tiny_toml(), log = dir + "/log.txt";
   pid_t pid = ::fork();

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "ddpm/data/image.hpp"
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "ddpm/io/event_file.hpp"
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "test_util.hpp"
 

@@ -25,7 +25,7 @@
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/data/image.hpp"
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "ddpm/io/safetensors.hpp"
 #include "ddpm/io/torch_file.hpp"
 #include "ddpm/pipeline/config.hpp"

@@ -24,7 +24,7 @@
 #include "ddpm/eval/stats_file.hpp"
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/io/read_file.hpp"
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 #include "ddpm/pipeline/checkpoint.hpp"
 #include "test_util.hpp"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 #include "ddpm/runtime.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/samplers/steering.hpp"

@@ -1,7 +1,7 @@
 // The strict JSON reader/writer used for safetensors headers and diffusers configs.
 #include <gtest/gtest.h>
 
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 #include "test_util.hpp"
 
 using namespace ddpm;

@@ -1,11 +1,11 @@
-// The TOML reader (ddpm/io/toml.hpp) and the config files read through it: valid TOML is
+// The TOML reader (src/io/toml.hpp) and the config files read through it: valid TOML is
 // read as the spec says, malformed TOML is an error naming the line, never a guess.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 
-#include "ddpm/io/toml.hpp"
+#include "io/toml.hpp"
 #include "ddpm/pipeline/config.hpp"
 #include "tools/options.hpp"
 #include "test_util.hpp"

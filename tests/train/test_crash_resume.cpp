@@ -35,19 +35,6 @@ std::vector<std::string> tensor_multiset(const std::string& path) {
   return out;
 }
 
-std::string make_image_folder(const std::string& dir) {
-  fs::create_directories(dir);
-  for (int n = 0; n < 16; ++n) {
-    ddpm::Image im;
-    im.width = im.height = 8;
-    im.channels = 3;
-    im.pixels.resize(8 * 8 * 3);
-    for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = static_cast<uint8_t>((i * 29 + n * 17) % 256);
-    ddpm::save_png(dir + "/img" + std::to_string(n) + ".png", im);
-  }
-  return dir;
-}
-
 std::vector<std::string> train_args(const std::string& images, const std::string& run) {
   return {train_bin(), "--config", ddpm::test::source_dir() + "/configs/tiny.toml", "--data", images, "--run-dir", run,
           "--threads", "1", "--steps", "12", "--save-every", "1", "--keep-last", "2", "--log-every", "1"};
@@ -80,7 +67,7 @@ bool run_and_kill(const std::vector<std::string>& argv, std::chrono::millisecond
 
 TEST(CrashResume, KillNineAtRandomMomentsThenResumeGivesTheUninterruptedResult) {
   auto dir = ddpm::test::make_temp_dir("ddpm-kill9");
-  const std::string images = make_image_folder(dir + "/images");
+  const std::string images = ddpm::test::make_image_folder(dir + "/images");
   std::string cmd;
   for (const auto& a : train_args(images, dir + "/reference")) cmd += a + " ";
   const auto start = std::chrono::steady_clock::now();

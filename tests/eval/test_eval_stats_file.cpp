@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ddpm/eval/stats_file.hpp"
-#include "ddpm/io/crc32.hpp"
+#include "io/crc32.hpp"
 #include "io/npy.hpp"
 #include "io/zip.hpp"
 #include "test_util.hpp"

@@ -23,7 +23,8 @@
 
 #include "ddpm/eval/features.hpp"
 #include "ddpm/interop/diffusers.hpp"
-#include "ddpm/io/json.hpp"
+#include "interop/diffusers_json.hpp"
+#include "io/json.hpp"
 #include "ddpm/io/torch_file.hpp"
 #include "ddpm/models/unet.hpp"
 #include "ddpm/pipeline/checkpoint.hpp"
