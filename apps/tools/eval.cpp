@@ -11,12 +11,12 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/eval/classifier.hpp"
+#include "ddpm/eval/evaluator.hpp"
 #include "ddpm/io/atomic_file.hpp"
 #include "ddpm/eval/features.hpp"
 #include "ddpm/eval/image_set.hpp"
@@ -113,27 +113,12 @@ void add_feature_options(CLI::App& app, std::string& features, ScriptOptions&, s
       ->capture_default_str();
 }
 
-// The features of a set, with a progress bar on stderr.
-at::Tensor features_of(FeatureNetwork& net, ImageSet& set, int64_t batch, const std::string& label) {
-  Progress bar(label, set.size(), 0, 0, std::max<int64_t>(1, set.size() / 4), stderr);
-  at::Tensor f = compute_features(net, set, batch, [&](int64_t done, int64_t) { bar.update(done); });
-  bar.finish();
-  return f;
+// A progress bar on stderr over `total` images, and the callback that moves it.
+std::unique_ptr<Progress> feature_bar(const std::string& label, int64_t total) {
+  return std::make_unique<Progress>(label, total, 0, 0, std::max<int64_t>(1, total / 4), stderr);
 }
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-      continue;
-    }
-    out += c;
-  }
-  return out;
+std::function<void(int64_t, int64_t)> moves(Progress& bar) {
+  return [&bar](int64_t done, int64_t) { bar.update(done); };
 }
 
 void check_same_shape(const ImageSet& a, const ImageSet& b) {
@@ -193,72 +178,62 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     fake = open_image_set(o.fake, so.grid, so.channels, o.limit_fake);
   }
 
-  const bool real_is_stats = o.real.size() > 4 && o.real.compare(o.real.size() - 4, 4, ".npz") == 0;
-  FeatureStats real_stats;
-  at::Tensor real_features;
+  EvalOptions options;
+  options.fid = o.fid;
+  options.kid = o.kid;
+  options.pr = o.pr;
+  options.kid_options = o.kid_options;
+  options.pr_k = o.pr_k;
+  options.batch_size = so.batch_size;
+  Evaluator evaluator(std::move(net), options);
   std::unique_ptr<ImageSet> real;
-  std::string real_desc;
-  if (real_is_stats) {
-    real_stats = read_stats_npz(o.real);
-    real_desc = "statistics '" + o.real + "' (" + (real_stats.count ? std::to_string(real_stats.count) : "?") +
-                " images" + (real_stats.features.empty() ? "" : ", features: " + real_stats.features) + ")";
+  if (is_stats_file(o.real)) {
+    evaluator.reference_from_stats(o.real);
     if (o.kid || o.pr) spdlog::info("--real is a statistics file: KID and precision/recall need features, skipped");
-    o.kid = o.pr = false;
   } else {
     real = open_image_set(o.real, so.grid, so.channels, o.limit_real);
-    real_desc = real->describe();
     check_same_shape(*real, *fake);
   }
-  std::printf("features: %s\nreal: %s\n", net->describe().c_str(), real_desc.c_str());
+  std::printf("features: %s\nreal: %s\n", evaluator.network().describe().c_str(),
+              (real ? real->describe() : evaluator.reference().description).c_str());
   std::fflush(stdout);
   if (real) {
-    real_features = features_of(*net, *real, so.batch_size, "real");
-    real_stats = compute_stats(real_features, net->describe());
+    auto bar = feature_bar("real", real->size());
+    evaluator.reference_from_images(*real, moves(*bar));
+    bar->finish();
   }
   if (o.nproc > 1) {  // after the real set is checked: the ranks draw the fake set now
     auto slices = std::make_unique<LocalSlices>(o.nproc, argc, argv, fake->size(),
                                                 fake->channels() * fake->height() * fake->width());
     fake = std::make_unique<GatheredSet>(std::move(fake), std::move(slices));
   }
-  at::Tensor fake_features = features_of(*net, *fake, so.batch_size, "fake");
+  auto bar_fake = feature_bar("fake", fake->size());
+  const at::Tensor fake_features = evaluator.features_of(*fake, moves(*bar_fake));
+  bar_fake->finish();
   std::printf("fake: %s\n", fake->describe().c_str());
-  FeatureStats fake_stats = compute_stats(fake_features, net->describe());
-  if (real_stats.dim() != fake_stats.dim())
-    bad_input(o.real, "statistics are " + std::to_string(real_stats.dim()) + "-d but the features are " +
-                          std::to_string(fake_stats.dim()) + "-d (another feature network?)");
+  const EvalResult r = evaluator.compare(fake_features, fake->describe(), o.real);
   if (!o.save_real_stats.empty() && real) {
-    write_stats_npz(o.save_real_stats, real_stats);
+    write_stats_npz(o.save_real_stats, evaluator.reference().stats);
     std::printf("wrote %s\n", o.save_real_stats.c_str());
   }
 
   EvalScores scores;
   scores.step = checkpoint_step;
-  std::ostringstream json;
-  json << "{\"features\": \"" << json_escape(net->describe()) << "\", \"real\": \"" << json_escape(real_desc)
-       << "\", \"fake\": \"" << json_escape(fake->describe()) << "\", \"n_real\": "
-       << (real ? real_features.size(0) : real_stats.count) << ", \"n_fake\": " << fake_features.size(0);
-  if (o.fid) {
-    const double fid = frechet_distance(real_stats, fake_stats);
-    std::printf("FID %.4f\n", fid);
-    json << ", \"fid\": " << fid;
-    scores.fid = fid;
-  }
-  if (o.kid) {
-    KidResult k = kernel_inception_distance(real_features, fake_features, o.kid_options);
+  scores.fid = r.fid;
+  if (r.fid) std::printf("FID %.4f\n", *r.fid);
+  if (r.kid) {
+    scores.kid = r.kid->mean;
+    const KidResult& k = *r.kid;
     std::printf("KID %.6f ± %.6f (%lld subsets of %lld)\n", k.mean, k.std, static_cast<long long>(k.subsets),
                 static_cast<long long>(k.subset_size));
-    scores.kid = k.mean;
-    json << ", \"kid\": " << k.mean << ", \"kid_std\": " << k.std << ", \"kid_subset_size\": " << k.subset_size;
   }
-  if (o.pr) {
-    PrecisionRecall pr = precision_recall(real_features, fake_features, o.pr_k);
+  if (r.pr) {
+    const PrecisionRecall& pr = *r.pr;
     std::printf("precision %.4f  recall %.4f (k = %lld)\n", pr.precision, pr.recall, static_cast<long long>(pr.k));
     scores.precision = pr.precision;
     scores.recall = pr.recall;
-    json << ", \"precision\": " << pr.precision << ", \"recall\": " << pr.recall << ", \"pr_k\": " << pr.k;
   }
-  json << "}\n";
-  if (!o.json.empty()) io::write_file_atomically(o.json, json.str());
+  if (!o.json.empty()) io::write_file_atomically(o.json, json::write_spaced(r.to_json()) + "\n");
   if (!o.log_to.empty()) {
     // A run of its own beside the training's (RUN/eval): evaluations of older checkpoints, made
     // while the run trains on, never disturb the training's events files.
@@ -281,7 +256,10 @@ int run_stats(StatsOptions& o, const SetOptions& so, const RuntimeOptions& runti
   std::unique_ptr<FeatureNetwork> net = load_feature_network(o.features, o.script, device);
   std::unique_ptr<ImageSet> set = open_image_set(o.data, so.grid, so.channels, o.limit);
   std::printf("features: %s\ndata: %s\n", net->describe().c_str(), set->describe().c_str());
-  FeatureStats stats = compute_stats(features_of(*net, *set, so.batch_size, "stats"), net->describe());
+  auto bar = feature_bar("stats", set->size());
+  const at::Tensor features = compute_features(*net, *set, so.batch_size, moves(*bar));
+  bar->finish();
+  FeatureStats stats = compute_stats(features, net->describe());
   write_stats_npz(o.out, stats);
   std::printf("wrote %s (%lld images, %lld-d)\n", o.out.c_str(), static_cast<long long>(stats.count),
               static_cast<long long>(stats.dim()));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ddpm/data/dataset.hpp"
+#include "ddpm/eval/evaluator.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/samplers/steering.hpp"
 #include "ddpm/util/errors.hpp"
@@ -113,49 +114,47 @@ at::Tensor cut_grid(const std::string& path, const GridLayout& g, int64_t channe
   return at::stack(cells).contiguous();
 }
 
+// Images drawn by a network (see sampled_image_set): `what` prefixes the description.
 class SampledSet : public ImageSet {
  public:
-  SampledSet(LoadedModel model, SamplerConfig sampler, int64_t n, std::function<void(int64_t, int64_t)> on_step,
-             Guidance guidance)
-      : m_(std::move(model)), sampler_(sampler), n_(n), on_step_(std::move(on_step)), guidance_(guidance) {
+  SampledSet(ConditionalDenoiser network, const NoiseSchedule& schedule, const UNetConfig& model,
+             SamplerConfig sampler, int64_t n, Guidance guidance, std::function<void(int64_t, int64_t)> on_step,
+             std::string what)
+      : network_(std::move(network)), schedule_(schedule), model_(model), sampler_(sampler), n_(n),
+        guidance_(guidance), on_step_(std::move(on_step)), what_(std::move(what)) {
     if (n < 1) bad_input("--n", "must be >= 1");
     guidance.validate();
-    if (guidance.weight > 0.0 && !m_.config.model.conditional())
+    if (guidance.weight > 0.0 && !model_.conditional())
       bad_input("--guidance", "the checkpoint's model is unconditional (trained without labels)");
-    sampler_.prediction = m_.config.train.prediction;
-    sampler_.validate(m_.schedule);  // includes the schedule-dependent checks (e.g. zero terminal SNR)
+    sampler_.validate(schedule_);  // includes the schedule-dependent checks (e.g. zero terminal SNR)
   }
   int64_t size() const override { return n_; }
-  int64_t channels() const override { return m_.config.model.image_channels; }
-  int64_t height() const override { return m_.config.model.image_height; }
-  int64_t width() const override { return m_.config.model.image_width; }
+  int64_t channels() const override { return model_.image_channels; }
+  int64_t height() const override { return model_.image_height; }
+  int64_t width() const override { return model_.image_width; }
   at::Tensor batch(int64_t start, int64_t count) override {
     const int64_t C = channels();
-    UNet model = m_.model;
     // A learned-variance model also outputs the variance interpolation: take the prediction.
     const ConditionalDenoiser network = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) {
-      c10::InferenceMode guard;
-      at::Tensor out = model->forward(x, t, labels);
+      at::Tensor out = network_(x, t, labels);
       return out.size(1) == C ? out : out.narrow(1, 0, C);
     };
-    const Denoiser denoiser =
-        balanced_denoiser(network, m_.config.model.num_classes, start, count, guidance_, m_.schedule);
+    const Denoiser denoiser = balanced_denoiser(network, model_.num_classes, start, count, guidance_, schedule_);
     ProgressFn progress = [&](int64_t step, int64_t total) {
       if (on_step_) on_step_(step, total);
       return true;
     };
-    return to_uint8_images(sample(m_.schedule, denoiser, sampler_, count, C, height(), width(), start, progress));
+    return to_uint8_images(sample(schedule_, denoiser, sampler_, count, C, height(), width(), start, progress));
   }
   std::string describe() const override {
-    return "checkpoint '" + m_.path + "' (step " + std::to_string(m_.step) + ", " + (m_.ema ? "EMA" : "raw") +
-           " weights): " + std::to_string(n_) + " samples, " + to_string(sampler_.kind) + " " +
-           std::to_string(sampler_.resolved_steps(m_.schedule.num_timesteps())) + " steps, seed " +
+    return what_ + std::to_string(n_) + " samples, " + to_string(sampler_.kind) + " " +
+           std::to_string(sampler_.resolved_steps(schedule_.num_timesteps())) + " steps, seed " +
            std::to_string(sampler_.seed) + ", " + dims(channels(), height(), width()) + conditioning();
   }
 
  private:
   std::string conditioning() const {
-    const int64_t K = m_.config.model.num_classes;
+    const int64_t K = model_.num_classes;
     if (K == 0) return "";
     std::ostringstream s;
     s << ", " << K << " classes equally";
@@ -163,11 +162,14 @@ class SampledSet : public ImageSet {
     return s.str();
   }
 
-  LoadedModel m_;
+  ConditionalDenoiser network_;
+  const NoiseSchedule& schedule_;
+  UNetConfig model_;
   SamplerConfig sampler_;
   int64_t n_;
-  std::function<void(int64_t, int64_t)> on_step_;
   Guidance guidance_;
+  std::function<void(int64_t, int64_t)> on_step_;
+  std::string what_;
 };
 
 }  // namespace
@@ -207,7 +209,26 @@ std::unique_ptr<ImageSet> tensor_image_set(const at::Tensor& images, std::string
 
 std::unique_ptr<ImageSet> sampled_image_set(LoadedModel model, SamplerConfig sampler, int64_t n,
                                             std::function<void(int64_t, int64_t)> on_step, Guidance guidance) {
-  return std::make_unique<SampledSet>(std::move(model), sampler, n, std::move(on_step), guidance);
+  // The network keeps the loaded model (and so the schedule the set refers to) alive.
+  auto m = std::make_shared<LoadedModel>(std::move(model));
+  sampler.prediction = m->config.train.prediction;
+  const ConditionalDenoiser network = [m](const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) {
+    c10::InferenceMode guard;
+    const int64_t C = m->config.model.image_channels;
+    at::Tensor out = m->model->forward(x, t, labels);
+    return out.size(1) == C ? out : out.narrow(1, 0, C);
+  };
+  const std::string what = "checkpoint '" + m->path + "' (step " + std::to_string(m->step) + ", " +
+                           (m->ema ? "EMA" : "raw") + " weights): ";
+  return std::make_unique<SampledSet>(network, m->schedule, m->config.model, sampler, n, guidance, std::move(on_step),
+                                      what);
+}
+
+std::unique_ptr<ImageSet> sampled_image_set(ConditionalDenoiser network, const NoiseSchedule& schedule,
+                                            const UNetConfig& model, SamplerConfig sampler, int64_t n,
+                                            Guidance guidance, std::function<void(int64_t, int64_t)> on_step) {
+  return std::make_unique<SampledSet>(std::move(network), schedule, model, sampler, n, guidance, std::move(on_step),
+                                      "");
 }
 
 at::Tensor to_uint8_images(const at::Tensor& images) {

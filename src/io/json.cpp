@@ -35,6 +35,15 @@ Value Value::number(double x) {
   v.text_ = buf;
   return v;
 }
+Value Value::number_literal(std::string text) {
+  Value v;
+  try {
+    v = parse(text);
+  } catch (const std::invalid_argument&) {
+  }
+  if (!v.is_number() || v.number_text() != text) throw std::invalid_argument("JSON: '" + text + "' is not a number");
+  return v;
+}
 Value Value::integer(int64_t x) {
   Value v;
   v.type_ = Type::Number;
@@ -397,6 +406,8 @@ void write_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
+constexpr int kSpaced = -2;  // one line, ", " and ": " (write_spaced)
+
 void write_value(std::string& out, const Value& v, int indent, int level) {
   auto newline = [&](int l) {
     if (indent < 0) return;
@@ -412,7 +423,7 @@ void write_value(std::string& out, const Value& v, int indent, int level) {
       out += '[';
       const auto& items = v.items();
       for (size_t i = 0; i < items.size(); ++i) {
-        if (i) out += indent < 0 ? "," : ",";
+        if (i) out += indent == kSpaced ? ", " : ",";
         newline(level + 1);
         write_value(out, items[i], indent, level + 1);
       }
@@ -424,10 +435,10 @@ void write_value(std::string& out, const Value& v, int indent, int level) {
       out += '{';
       const auto& members = v.members();
       for (size_t i = 0; i < members.size(); ++i) {
-        if (i) out += ",";
+        if (i) out += indent == kSpaced ? ", " : ",";
         newline(level + 1);
         write_string(out, members[i].first);
-        out += indent < 0 ? ":" : ": ";
+        out += indent == -1 ? ":" : ": ";
         write_value(out, members[i].second, indent, level + 1);
       }
       if (!members.empty()) newline(level);
@@ -441,7 +452,13 @@ void write_value(std::string& out, const Value& v, int indent, int level) {
 
 std::string write(const Value& v, int indent) {
   std::string out;
-  write_value(out, v, indent, 0);
+  write_value(out, v, indent < 0 ? -1 : indent, 0);
+  return out;
+}
+
+std::string write_spaced(const Value& v) {
+  std::string out;
+  write_value(out, v, kSpaced, 0);
   return out;
 }
 

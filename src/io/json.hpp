@@ -25,6 +25,9 @@ class Value {
   static Value boolean(bool b);
   ///@}
   static Value number(double x);   ///< shortest text that reads back exactly
+  /// A number written exactly as `text` (e.g. a fixed number of digits); throws
+  /// std::invalid_argument unless `text` is a JSON number (RFC 8259 grammar).
+  static Value number_literal(std::string text);
   /// A value of the named type (integer: written without fraction; object: members in order).
   ///@{
   static Value integer(int64_t x);
@@ -87,5 +90,9 @@ Value parse(std::string_view text, const Limits& limits = {});
 /// Serialises; indent < 0: compact on one line, otherwise pretty-printed with that many spaces.
 /// Object members keep their order.
 std::string write(const Value& v, int indent = -1);
+
+/// Serialises on one line with a space after each ',' and ':' (the layout of Python's
+/// json.dumps), e.g. {"a": 1, "b": [1, 2]}.
+std::string write_spaced(const Value& v);
 
 }  // namespace ddpm::json

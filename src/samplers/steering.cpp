@@ -7,6 +7,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/full_like.h>
 #include <ATen/ops/where.h>
 #include <ATen/TensorOperators.h>
 
@@ -21,6 +22,10 @@
 
 namespace ddpm {
 namespace {
+
+// The "no class" label of models/unet.hpp's kNoClass, which samplers may not include (they see
+// the network only as a denoiser callback).
+constexpr int64_t kNoClass = -1;
 
 std::string shape_string(at::IntArrayRef s) {
   std::string out = "[";

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "ddpm/pipeline/run_guidance.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm {
@@ -111,15 +112,13 @@ Config student_config(const Config& teacher, const Config& options) {
   c.train = options.train;
   c.train.prediction = teacher.train.prediction == Prediction::Epsilon ? Prediction::V : teacher.train.prediction;
   // The student is guided already: its evaluations sample it plainly.
-  c.train.eval_guidance = 0.0;
-  c.train.eval_guidance_sigma_low = 0.0;
-  c.train.eval_guidance_sigma_high = std::numeric_limits<double>::infinity();
+  set_evaluation_guidance(c.train, Guidance{});
   if (!options.data.source.empty()) c.data = options.data;
   c.distill = d;
   if (!d.guidance) {
-    c.distill.guidance = teacher.model.conditional() ? teacher.train.eval_guidance : 0.0;
-    c.distill.guidance_sigma_low = teacher.train.eval_guidance_sigma_low;
-    c.distill.guidance_sigma_high = teacher.train.eval_guidance_sigma_high;
+    Guidance g = evaluation_guidance(teacher.train);
+    if (!teacher.model.conditional()) g.weight = 0.0;
+    set_teacher_guidance(c.distill, g);
   } else if (*d.guidance > 0.0 && !teacher.model.conditional()) {
     bad_input("guidance", "the teacher is not class-conditional");
   }
@@ -177,9 +176,7 @@ DistillObjective::DistillObjective(const Config& student, const UNet& teacher, c
       schedule_(student.schedule, device) {
   if (student_prediction_ == Prediction::Epsilon)
     bad_input("prediction", "a distilled student predicts x0 or v (epsilon gives no x0 where alpha_bar ~ 0)");
-  guidance_.weight = d_.guidance.value_or(0.0);
-  guidance_.sigma_low = d_.guidance_sigma_low;
-  guidance_.sigma_high = d_.guidance_sigma_high;
+  guidance_ = teacher_guidance(d_);
   guidance_.validate();
   teacher_ = UNet(student.model);
   teacher_->to(device);

@@ -59,3 +59,15 @@ TEST(Json, WriteThenParseRoundTrips) {
   }
   EXPECT_EQ(json::write(json::parse("[1, {\"a\": []}]")), "[1,{\"a\":[]}]");
 }
+
+TEST(Json, SpacedLayoutAndNumberLiterals) {
+  json::Value v = json::Value::object();
+  v.set("a", json::Value::number_literal("1.50")).set("b", json::Value::array({json::Value::integer(1),
+                                                                              json::Value::number_literal("2e-05")}));
+  v.set("c", json::Value::object({{"d", json::Value::string("x\"y")}}));
+  EXPECT_EQ(json::write_spaced(v), "{\"a\": 1.50, \"b\": [1, 2e-05], \"c\": {\"d\": \"x\\\"y\"}}");
+  EXPECT_EQ(json::write(v), "{\"a\":1.50,\"b\":[1,2e-05],\"c\":{\"d\":\"x\\\"y\"}}");
+  EXPECT_EQ(json::parse(json::write_spaced(v)).find("a")->as_double(), 1.5);
+  for (const char* bad : {"nan", "inf", "1.", ".5", " 1", "01", "1,2", "\"1\"", ""})
+    EXPECT_NE(error_of([&] { json::Value::number_literal(bad); }).find("is not a number"), std::string::npos) << bad;
+}
