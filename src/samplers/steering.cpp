@@ -23,10 +23,6 @@
 namespace ddpm {
 namespace {
 
-// The "no class" label of models/unet.hpp's kNoClass, which samplers may not include (they see
-// the network only as a denoiser callback).
-constexpr int64_t kNoClass = -1;
-
 std::string shape_string(at::IntArrayRef s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
