@@ -233,7 +233,7 @@ int run_compare(CLI::App& app, int argc, char** argv, CompareOptions& o, SetOpti
     scores.precision = pr.precision;
     scores.recall = pr.recall;
   }
-  if (!o.json.empty()) io::write_file_atomically(o.json, json::write_spaced(r.to_json()) + "\n");
+  if (!o.json.empty()) io::write_file_atomically(o.json, r.to_json() + "\n");
   if (!o.log_to.empty()) {
     // A run of its own beside the training's (RUN/eval): evaluations of older checkpoints, made
     // while the run trains on, never disturb the training's events files.

@@ -1,5 +1,7 @@
 #include "ddpm/eval/evaluator.hpp"
 
+#include "io/json.hpp"
+
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -26,7 +28,7 @@ bool is_stats_file(const std::string& source) {
   return source.size() > 4 && source.compare(source.size() - 4, 4, ".npz") == 0;
 }
 
-json::Value EvalResult::to_json() const {
+std::string EvalResult::to_json() const {
   json::Value v = json::Value::object();
   v.set("features", json::Value::string(features));
   v.set("real", json::Value::string(real));
@@ -44,7 +46,7 @@ json::Value EvalResult::to_json() const {
     v.set("recall", number6(pr->recall));
     v.set("pr_k", json::Value::integer(pr->k));
   }
-  return v;
+  return json::write_spaced(v);
 }
 
 Evaluator::Evaluator(std::unique_ptr<FeatureNetwork> network, EvalOptions options)

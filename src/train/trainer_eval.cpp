@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "ddpm/io/json.hpp"
+#include "io/json.hpp"
 #include "ddpm/pipeline/run_guidance.hpp"
 #include "train/trainer_internal.hpp"
 

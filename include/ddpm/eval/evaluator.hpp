@@ -16,7 +16,6 @@
 #include "ddpm/eval/kid.hpp"
 #include "ddpm/eval/precision_recall.hpp"
 #include "ddpm/eval/stats.hpp"
-#include "ddpm/io/json.hpp"
 #include "ddpm/pipeline/config.hpp"
 #include "ddpm/samplers/steering.hpp"
 
@@ -59,8 +58,9 @@ struct EvalResult {
   std::optional<PrecisionRecall> pr;         ///< when measured (reference features needed)
   /// ddpm-eval's --json object: {"features", "real", "fake", "n_real", "n_fake"[, "fid"]
   /// [, "kid", "kid_std", "kid_subset_size"][, "precision", "recall", "pr_k"]}, the numbers
-  /// with 6 significant digits (a non-finite one as null).
-  json::Value to_json() const;
+  /// with 6 significant digits (a non-finite one as null), as one line of text (the JSON
+  /// writer is internal to the library).
+  std::string to_json() const;
 };
 
 /// The reference an Evaluator measures against.
