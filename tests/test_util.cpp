@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -37,6 +38,7 @@ std::string env_or(const char* name, const std::string& fallback) {
 #endif
 
 std::string bin_dir() { return env_or("DDPM_BIN_DIR", DDPM_DEFAULT_BIN_DIR); }
+std::string tool_path(const std::string& tool) { return bin_dir() + tool; }
 std::string source_dir() { return env_or("DDPM_SOURCE_DIR", DDPM_DEFAULT_SOURCE_DIR); }
 std::string data_dir() { return env_or("DDPM_TEST_DATA", DDPM_DEFAULT_TEST_DATA); }
 
@@ -201,6 +203,16 @@ void write_idx_pair(const std::string& images_path, const std::string& labels_pa
   }
   write_bytes(images_path, im);
   if (!labels_path.empty()) write_bytes(labels_path, lb);
+}
+
+std::vector<std::string> tensor_multiset(const std::string& path) {
+  const auto bytes = read_bytes(path);
+  std::vector<std::string> out;
+  for (const auto& r : zip_entries(path))
+    if (r.name.find("/data/") != std::string::npos)
+      out.emplace_back(bytes.begin() + r.offset, bytes.begin() + r.offset + r.size);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {

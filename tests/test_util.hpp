@@ -14,6 +14,7 @@
 
 namespace ddpm::test {
 std::string bin_dir();      ///< where ddpm-train etc. are (ends in '/')
+std::string tool_path(const std::string& tool);  ///< bin_dir() + tool: "…/ddpm-train"
 std::string source_dir();   ///< the repository root
 std::string data_dir();     ///< tests/data
 /// A fresh empty directory under the system temp dir, unique per call.
@@ -34,6 +35,10 @@ std::string read_string(const std::string& path);  ///< the file's bytes as a st
 void write_idx_pair(const std::string& images_path, const std::string& labels_path, int n, int seed);
 /// The entries of the zip file `path` (libddpm's zip reader): where each record's bytes lie.
 std::vector<ddpm::io::ZipEntry> zip_entries(const std::string& path);
+/// The tensor storages of a checkpoint as a sorted list of byte strings: LibTorch writes the
+/// optimizer's per-parameter state in an order that varies between processes (keyed by address),
+/// so equal checkpoints are equal as multisets of tensors, not record by record.
+std::vector<std::string> tensor_multiset(const std::string& path);
 /// A 2×2 GIF89a with two frames, built by hand (see test_util.cpp for the derivation).
 std::vector<uint8_t> tiny_gif();
 /// Peak memory of a child process (ru_maxrss from wait4, which covers the child and the

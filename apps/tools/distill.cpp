@@ -47,7 +47,7 @@ int distill_main(int argc, char** argv) {
                      ? std::string()
                      : "; the student predicts " + to_string(student.train.prediction),
                  d.rounds(), d.steps_per_round, d.start_steps, d.final_steps,
-                 student.model.conditional() ? fmt::format(", guided with w = {}", d.guidance.value_or(0.0))
+                 student.model.conditional() ? fmt::format(", guided with w = {}", d.guidance.weight)
                                              : std::string());
     return student;
   };

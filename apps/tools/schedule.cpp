@@ -17,6 +17,7 @@
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/data/image.hpp"
 #include "ddpm/math/schedule.hpp"
+#include "ddpm/util/errors.hpp"
 #include "ddpm/util/limits.hpp"
 
 namespace ddpm::cli {
@@ -56,8 +57,13 @@ void write_strip(const NoiseSchedule& s, const StripOptions& o) {
   if (!std::filesystem::is_regular_file(o.image))
     throw std::invalid_argument("--strip: no such image file '" + o.image + "'");
 
-  Image img = load_image(o.image);
-  if (img.channels == 4) img = load_image(o.image, 3);  // noise the colour, not the alpha
+  Image img;
+  try {  // an undecodable file is bad input (exit 2), as for ddpm-sample --init
+    img = load_image(o.image);
+    if (img.channels == 4) img = load_image(o.image, 3);  // noise the colour, not the alpha
+  } catch (const std::exception& e) {
+    bad_input("--strip", first_line(e.what()));
+  }
   // The strip is K float copies of the image (and a few temporaries): bounded before any of it.
   const int64_t h = o.size > 0 ? o.size : img.height, w = o.size > 0 ? o.size : img.width;
   if (o.frames * h * w > limits::kMaxStripPixels)

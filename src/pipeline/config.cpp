@@ -61,7 +61,7 @@ void TrainConfig::validate() const {
   if (run_dir.empty()) bad("run-dir", "must not be empty");
   if (eval_every < 0) bad("eval-every", "must be >= 0 (0 = no evaluation)");
   if (eval_n < 10) bad("eval-n", "must be >= 10");
-  if (!(eval_guidance_sigma_low >= 0.0 && eval_guidance_sigma_low < eval_guidance_sigma_high))
+  if (!(eval_guidance.sigma_low >= 0.0 && eval_guidance.sigma_low < eval_guidance.sigma_high))
     bad("eval-guidance-interval", "must be LOW,HIGH with 0 <= LOW < HIGH");
   if (eval_every > 0 && (eval_features.empty() || eval_ref.empty()))
     bad("eval-every", "needs --eval-features and --eval-ref");
@@ -132,9 +132,11 @@ void DistillConfig::validate() const {
   if ((final_steps << rounds()) != start_steps || final_steps >= start_steps)
     bad("final-steps", "must be start-steps / 2^k with k >= 1 (N halves every round; got start-steps " +
                            std::to_string(start_steps) + ", final-steps " + std::to_string(final_steps) + ")");
-  if (guidance && !(*guidance >= 0.0 && *guidance <= 1000.0)) bad("guidance", "must be in [0, 1000]");
-  if (!(guidance_sigma_low >= 0.0 && guidance_sigma_low < guidance_sigma_high))
+  if (!(guidance.weight >= 0.0 && guidance.weight <= 1000.0)) bad("guidance", "must be in [0, 1000]");
+  if (!(guidance.sigma_low >= 0.0 && guidance.sigma_low < guidance.sigma_high))
     bad("guidance-interval", "expected LOW,HIGH with 0 <= LOW < HIGH");
+  if (!guidance_given && guidance.limited())
+    bad("guidance-interval", "needs guidance (without it the teacher's eval-guidance and its interval are used)");
 }
 
 void Config::validate() const {

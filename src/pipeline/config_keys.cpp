@@ -218,25 +218,38 @@ struct Table {
         },
         [](const std::string& v) { return v; }, help);
   }
-  // "LOW,HIGH" as ddpm-eval's --guidance-interval; "" = every step (0, ∞).
-  template <class F, class G>
-  ConfigKey& interval(const std::string& name, F low, G high, const std::string& help) {
+  // A Guidance's σ interval, "LOW,HIGH" as ddpm-eval's --guidance-interval; "" = every step (0, ∞).
+  template <class F>
+  ConfigKey& interval(const std::string& name, F guidance, const std::string& help) {
     ConfigKey& k = add(name, KeyType::String, help);
-    k.get = [low, high](const Config& c) {
-      if (low(c) == 0.0 && std::isinf(high(c))) return std::string();
-      return show(low(c)) + "," + show(high(c));
+    k.get = [guidance](const Config& c) {
+      const Guidance& g = guidance(c);
+      if (g.sigma_low == 0.0 && std::isinf(g.sigma_high)) return std::string();
+      return show(g.sigma_low) + "," + show(g.sigma_high);
     };
-    k.set = [low, high, kk = k](Config& c, const std::string& text) {
+    k.set = [guidance, kk = k](Config& c, const std::string& text) {
+      Guidance& g = guidance(c);
       if (text.empty()) {
-        low(c) = 0.0;
-        high(c) = kInf;
+        g.sigma_low = 0.0;
+        g.sigma_high = kInf;
         return;
       }
       const size_t comma = text.find(',');
       if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
         reject("must be LOW,HIGH (got '" + text + "')");
-      low(c) = parse_float(kk, text.substr(0, comma));
-      high(c) = parse_float(kk, text.substr(comma + 1));
+      g.sigma_low = parse_float(kk, text.substr(0, comma));
+      g.sigma_high = parse_float(kk, text.substr(comma + 1));
+    };
+    return k;
+  }
+  // A weight that may be unset ("" / absent): `given` says whether it was set.
+  template <class F, class G>
+  ConfigKey& optional_weight(const std::string& name, F weight, G given, const std::string& help) {
+    ConfigKey& k = add(name, KeyType::OptionalFloat, help);
+    k.get = [weight, given](const Config& c) { return given(c) ? toml::format_float(weight(c)) : std::string(); };
+    k.set = [weight, given, kk = k](Config& c, const std::string& t) {
+      given(c) = !t.empty();
+      weight(c) = t.empty() ? 0.0 : parse_float(kk, t);
     };
     return k;
   }
@@ -393,11 +406,11 @@ std::vector<ConfigKey> build() {
             "Steps between sample-quality evaluations (FID, KID, precision/recall into metrics.jsonl); 0 = none")
       .operational = true;
   t.integer("eval-n", FIELD(train.eval_n), 10, 1e9, "Samples per evaluation").operational = true;
-  t.floating("eval-guidance", FIELD(train.eval_guidance), 0, 1000,
+  t.floating("eval-guidance", FIELD(train.eval_guidance.weight), 0, 1000,
              "Class-conditional runs: classifier-free guidance weight of the evaluations' samples, every class "
              "drawn equally (0 = plain conditional)")
       .operational = true;
-  t.interval("eval-guidance-interval", FIELD(train.eval_guidance_sigma_low), FIELD(train.eval_guidance_sigma_high),
+  t.interval("eval-guidance-interval", FIELD(train.eval_guidance),
              "Class-conditional runs: guide the evaluations' samples only where sigma = "
              "sqrt((1 - alpha_bar)/alpha_bar) is in (LOW, HIGH], as LOW,HIGH (empty = every step)")
       .operational = true;
@@ -421,12 +434,12 @@ std::vector<ConfigKey> build() {
   t.integer("final-steps", FIELD(distill.final_steps), 1, 100000,
             "The student's DDIM steps after the last round (start-steps / 2^rounds)");
   t.integer("steps-per-round", FIELD(distill.steps_per_round), 1, 1e12, "Optimizer steps of each round");
-  t.optional_float("guidance", FIELD(distill.guidance),
+  t.optional_weight("guidance", FIELD(distill.guidance.weight), FIELD(distill.guidance_given),
                    "Class-conditional teachers: classifier-free guidance weight w of the teacher the student "
                    "learns (default: the teacher's eval-guidance)");
-  t.interval("guidance-interval", FIELD(distill.guidance_sigma_low), FIELD(distill.guidance_sigma_high),
-             "Guide the teacher only where sigma is in (LOW, HIGH] (default: with --guidance, every step; "
-             "without, the teacher's eval-guidance-interval)");
+  t.interval("guidance-interval", FIELD(distill.guidance),
+             "Guide the teacher only where sigma is in (LOW, HIGH] (default: every step); needs --guidance "
+             "(without it the teacher's eval-guidance-interval is used)");
   t.area = KeyArea::Distilled;  // written by ddpm-distill, never an option
   t.integer("distilled-steps", FIELD(distill.distilled_steps), 0, 100000,
             "Recorded: the DDIM steps this student was distilled for (0 = not distilled)");

@@ -10,7 +10,6 @@
 
 #include <fmt/format.h>
 
-#include "ddpm/pipeline/run_guidance.hpp"
 #include "ddpm/util/errors.hpp"
 
 namespace ddpm {
@@ -112,14 +111,14 @@ Config student_config(const Config& teacher, const Config& options) {
   c.train = options.train;
   c.train.prediction = teacher.train.prediction == Prediction::Epsilon ? Prediction::V : teacher.train.prediction;
   // The student is guided already: its evaluations sample it plainly.
-  set_evaluation_guidance(c.train, Guidance{});
+  c.train.eval_guidance = Guidance{};
   if (!options.data.source.empty()) c.data = options.data;
   c.distill = d;
-  if (!d.guidance) {
-    Guidance g = evaluation_guidance(teacher.train);
-    if (!teacher.model.conditional()) g.weight = 0.0;
-    set_teacher_guidance(c.distill, g);
-  } else if (*d.guidance > 0.0 && !teacher.model.conditional()) {
+  if (!d.guidance_given) {
+    c.distill.guidance = teacher.train.eval_guidance;
+    if (!teacher.model.conditional()) c.distill.guidance.weight = 0.0;
+    c.distill.guidance_given = true;
+  } else if (d.guidance.weight > 0.0 && !teacher.model.conditional()) {
     bad_input("guidance", "the teacher is not class-conditional");
   }
   c.train.steps = d.rounds() * d.steps_per_round;
@@ -160,9 +159,9 @@ std::string distilled_sampler_warning(const Config& config, const SamplerConfig&
                     "it was trained for",
                     d.distilled_steps, to_string(asked.kind), steps, to_string(asked.spacing),
                     asked.kind == SamplerKind::Ddim ? fmt::format(", eta {}", asked.eta) : std::string());
-  if (guidance > 0.0 && d.guidance && *d.guidance > 0.0)
+  if (guidance > 0.0 && d.guidance.weight > 0.0)
     w += fmt::format("{}it learned its teacher guided with w = {}; --guidance {} guides it again", w.empty() ? "" : "; ",
-                     *d.guidance, guidance);
+                     d.guidance.weight, guidance);
   return w;
 }
 
@@ -176,7 +175,7 @@ DistillObjective::DistillObjective(const Config& student, const UNet& teacher, c
       schedule_(student.schedule, device) {
   if (student_prediction_ == Prediction::Epsilon)
     bad_input("prediction", "a distilled student predicts x0 or v (epsilon gives no x0 where alpha_bar ~ 0)");
-  guidance_ = teacher_guidance(d_);
+  guidance_ = d_.guidance;
   guidance_.validate();
   teacher_ = UNet(student.model);
   teacher_->to(device);

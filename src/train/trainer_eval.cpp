@@ -10,7 +10,6 @@
 #include <fmt/format.h>
 
 #include "io/json.hpp"
-#include "ddpm/pipeline/run_guidance.hpp"
 #include "train/trainer_internal.hpp"
 
 namespace ddpm {
@@ -34,7 +33,7 @@ json::Value eval_line(int64_t step, const eval::EvalResult& r, const Config& con
     line.set("recall", number(r.pr->recall));
   }
   if (config.model.conditional()) {
-    const Guidance g = evaluation_guidance(config.train);
+    const Guidance& g = config.train.eval_guidance;
     line.set("eval_guidance", number(g.weight));
     if (g.limited())
       line.set("eval_guidance_interval", json::Value::array({number(g.sigma_low), number(g.sigma_high)}));
@@ -75,7 +74,7 @@ std::string Trainer::evaluate() {
   };
   // A class-conditional model draws every class equally, as ddpm-eval does (eval-guidance).
   const auto samples =
-      eval::sampled_image_set(network, *schedule_, config_.model, config_.sample, t.eval_n, evaluation_guidance(t));
+      eval::sampled_image_set(network, *schedule_, config_.model, config_.sample, t.eval_n, t.eval_guidance);
   const eval::EvalResult r = state_->evaluator->compare(*samples);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string line = json::write(eval_line(step_, r, config_, seconds)) + "\n";

@@ -35,14 +35,8 @@
 namespace {
 
 namespace fs = std::filesystem;
-using ddpm::test::error_of;
-using ddpm::test::Measured;
-using ddpm::test::run_command;
-using ddpm::test::run_forked;
-using ddpm::test::run_measured;
-using ddpm::test::write_bytes;
+using namespace ddpm::test;  // the shared helpers of test_util.hpp
 
-std::string bin(const std::string& tool) { return ddpm::test::bin_dir() + tool; }
 
 std::string repeat(const std::string& s, size_t n) {
   std::string out;
@@ -198,7 +192,7 @@ TEST(HostileToml, DottedKeyOf200kPartsIsAnErrorNotACrash) {
   const std::string path = dir + "/deep.toml";
   write_bytes(path, key + " = 1\n");
   expect_one_line_naming(error_of([&] { ddpm::config_from_file(path); }), path);
-  const auto r = run_command(bin("ddpm-schedule") + " --config " + path);
+  const auto r = run_command(tool_path("ddpm-schedule") + " --config " + path);
   EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 300);
   EXPECT_NE(r.output.find(path), std::string::npos) << r.output.substr(0, 300);
   fs::remove_all(dir);
@@ -254,7 +248,7 @@ TEST(HostileToml, CrOnlyLineEndingsAreRefusedNamingFileAndLine) {
   const std::string file_msg = error_of([&] { ddpm::config_from_file(path); });
   expect_one_line_naming(file_msg, path);
   EXPECT_NE(file_msg.find("line 1"), std::string::npos) << file_msg;
-  const auto r = run_command(bin("ddpm-train") + " --config " + path + " --dry-run --threads 1");
+  const auto r = run_command(tool_path("ddpm-train") + " --config " + path + " --dry-run --threads 1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("CR-only"), std::string::npos) << r.output;
@@ -408,9 +402,9 @@ TEST(HostileImage, StripOfOneByTwoTo24PngIsBounded) {
   const std::string png = dir + "/tall.png";
   ddpm::save_png(png, im);
   im.pixels = {};
-  const Measured base = run_measured(bin("ddpm-schedule") + " --timesteps 10");
+  const Measured base = run_measured(tool_path("ddpm-schedule") + " --timesteps 10");
   ASSERT_EQ(base.exit_code, 0) << base.output;
-  const Measured m = run_measured(bin("ddpm-schedule") + " --timesteps 10 --strip " + png +
+  const Measured m = run_measured(tool_path("ddpm-schedule") + " --timesteps 10 --strip " + png +
                                   " --size 32 --frames 4 --out " + dir + "/strip.png");
   std::printf("[ measured ] ddpm-schedule --strip 1x2^24 --size 32: peak RSS %.0f MB (%.0f MB without --strip)\n",
               m.peak_rss_mb, base.peak_rss_mb);
@@ -421,7 +415,7 @@ TEST(HostileImage, StripOfOneByTwoTo24PngIsBounded) {
     EXPECT_EQ(strip.height, 32 + 2 * 2);  // make_grid's 2-pixel border
   }
   // Without --size the strip would be 4 × 2^24 pixels of floats: refused, naming the way out.
-  const Measured big = run_measured(bin("ddpm-schedule") + " --timesteps 10 --strip " + png + " --frames 4 --out " +
+  const Measured big = run_measured(tool_path("ddpm-schedule") + " --timesteps 10 --strip " + png + " --frames 4 --out " +
                                     dir + "/big.png");
   EXPECT_EQ(big.exit_code, 2) << big.output;
   EXPECT_NE(big.output.find("use --size"), std::string::npos) << big.output;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -193,6 +194,13 @@ TEST_F(StripTest, SeededResizableAndValidated) {
   r = run_command(tool() + " --strip " + dir_ + "/missing.png --out " + dir_ + "/x.png");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("missing.png"), std::string::npos) << r.output;
+  // Every undecodable image of the fuzz corpus: one line naming the file, exit 2 (was exit 1).
+  for (const auto& e : std::filesystem::directory_iterator(ddpm::test::data_dir() + "/fuzz/image")) {
+    r = run_command(tool() + " --strip " + e.path().string() + " --out " + dir_ + "/x.png");
+    EXPECT_EQ(r.exit_code, 2) << e.path() << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(e.path().filename().string()), std::string::npos) << r.output;
+  }
   r = run_command(tool() + " --strip " + image_);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--out"), std::string::npos) << r.output;

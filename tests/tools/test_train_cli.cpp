@@ -28,7 +28,6 @@ constexpr bool kVariedSizes = true;
 
 namespace {
 
-std::string train_bin() { return ddpm::test::bin_dir() + "ddpm-train"; }
 std::string tiny_toml() { return ddpm::test::source_dir() + "/configs/tiny.toml"; }
 
 std::vector<std::string> lines_of(const fs::path& path) { return ddpm::test::lines_of(path.string()); }
@@ -36,7 +35,7 @@ std::vector<std::string> lines_of(const fs::path& path) { return ddpm::test::lin
 }  // namespace
 
 TEST(TrainCli, HelpDocumentsEveryArea) {
-  auto r = run_command(train_bin() + " --help");
+  auto r = run_command(ddpm::test::tool_path("ddpm-train") + " --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const char* opt : {"--config", "--resume", "--dry-run", "--run-dir", "--data", "--image-size", "--channels",
                           "--base-channels", "--channel-mult", "--schedule", "--timesteps", "--steps", "--batch-size",
@@ -48,12 +47,12 @@ TEST(TrainCli, HelpDocumentsEveryArea) {
 }
 
 TEST(TrainCli, DryRunPrintsTheCifarModelSummary) {
-  auto r = run_command(train_bin() + " --config " + ddpm::test::source_dir() + "/configs/cifar10-32.toml --dry-run");
+  auto r = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/cifar10-32.toml --dry-run");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("parameters: 35746307"), std::string::npos) << r.output;
-  auto tiny = run_command(train_bin() + " --config " + tiny_toml() + " --dry-run --image-size 8x16 --channels 4");
+  auto tiny = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --image-size 8x16 --channels 4");
   EXPECT_EQ(tiny.exit_code, 0) << tiny.output;
-  auto bad = run_command(train_bin() + " --config " + tiny_toml() + " --dry-run --image-size 10");
+  auto bad = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --image-size 10");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
 }
 
@@ -61,7 +60,7 @@ TEST(TrainCli, RunDirectoryAndExactResume) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-cli");
   auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
-  const std::string common = train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
+  const std::string common = ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
                              " --threads 1 --log-every 1 --save-every 2 --sample-n 4 --sample-steps 2";
   auto r = run_command(common + " --steps 4 --sample-every 4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -82,7 +81,7 @@ TEST(TrainCli, RunDirectoryAndExactResume) {
 
   // Resume from step 2 (drop the step-4 checkpoint) to step 4: the same losses as the first run.
   fs::remove(ddpm::checkpoint_path(run, 4));
-  auto resumed = run_command(train_bin() + " --run-dir " + run + " --resume --threads 1");
+  auto resumed = run_command(ddpm::test::tool_path("ddpm-train") + " --run-dir " + run + " --resume --threads 1");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   // Lines of steps 3 and 4 are written again: the same loss (bitwise), lr and grad norm; images/s differs.
   auto metrics2 = lines_of(run + "/metrics.jsonl");
@@ -91,7 +90,7 @@ TEST(TrainCli, RunDirectoryAndExactResume) {
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(without_speed(metrics2[i]), without_speed(metrics[i])) << i;
 
   // Longer: --steps on the command line overrides the stored config.
-  auto longer = run_command(train_bin() + " --run-dir " + run + " --resume --threads 1 --steps 6");
+  auto longer = run_command(ddpm::test::tool_path("ddpm-train") + " --run-dir " + run + " --resume --threads 1 --steps 6");
   ASSERT_EQ(longer.exit_code, 0) << longer.output;
   EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 6));
   EXPECT_EQ(lines_of(run + "/metrics.jsonl").size(), 6u);
@@ -104,7 +103,7 @@ TEST(TrainCli, ResumeAutoStartsOrResumes) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-auto");
   auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
-  const std::string common = train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
+  const std::string common = ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + run +
                              " --threads 1 --log-every 1 --save-every 2 --resume auto";
   auto first = run_command(common + " --steps 2");
   ASSERT_EQ(first.exit_code, 0) << first.output;
@@ -121,7 +120,7 @@ TEST(TrainCli, ResumeAutoStartsOrResumes) {
   EXPECT_EQ(changed.exit_code, 2) << changed.output;
   EXPECT_NE(changed.output.find("--lr"), std::string::npos) << changed.output;
   EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 4));
-  auto bad = run_command(train_bin() + " --run-dir " + run + " --resume sometimes");
+  auto bad = run_command(ddpm::test::tool_path("ddpm-train") + " --run-dir " + run + " --resume sometimes");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--resume"), std::string::npos) << bad.output;
   fs::remove_all(dir);
@@ -130,15 +129,15 @@ TEST(TrainCli, ResumeAutoStartsOrResumes) {
 TEST(TrainCli, ErrorsAreOneLine) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-err");
   auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
-  auto no_ckpt = run_command(train_bin() + " --run-dir " + dir + "/none --resume");
+  auto no_ckpt = run_command(ddpm::test::tool_path("ddpm-train") + " --run-dir " + dir + "/none --resume");
   EXPECT_EQ(no_ckpt.exit_code, 2) << no_ckpt.output;
-  auto missing = run_command(train_bin() + " --config " + tiny_toml() + " --data " + dir + "/nothing --run-dir " + dir +
+  auto missing = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + dir + "/nothing --run-dir " + dir +
                              "/r1");
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
-  auto typo = run_command(train_bin() + " --config " + tiny_toml() + " --learning-rate 3");
+  auto typo = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --learning-rate 3");
   EXPECT_EQ(typo.exit_code, 2) << typo.output;
   // A diverging run stops with a clear message and exit 1; the checkpoint before stays.
-  auto nan = run_command(train_bin() + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
+  auto nan = run_command(ddpm::test::tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
                          "/nan --lr 1e30 --grad-clip 0 --save-every 1 --steps 20 --threads 1");
   EXPECT_EQ(nan.exit_code, 1) << nan.output;
   EXPECT_TRUE(nan.output.find("loss is") != std::string::npos || nan.output.find("gradient norm is") != std::string::npos)
@@ -154,7 +153,7 @@ TEST(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
   auto dir = ddpm::test::make_temp_dir("ddpm-train-sigint");
   auto images = ddpm::test::make_image_folder(dir + "/images", 16, kVariedSizes);
   const std::string run = dir + "/run";
-  const std::string bin = train_bin(), config = tiny_toml(), log = dir + "/log.txt";
+  const std::string bin = ddpm::test::tool_path("ddpm-train"), config = tiny_toml(), log = dir + "/log.txt";
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

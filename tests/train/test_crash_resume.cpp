@@ -5,10 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <map>
 #include <random>
 #include <thread>
 
@@ -20,38 +18,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string train_bin() { return ddpm::test::bin_dir() + "ddpm-train"; }
-
-// The tensor storages of a checkpoint as a sorted list of byte strings: LibTorch writes the
-// optimizer's per-parameter state in an order that varies between processes (keyed by address),
-// so equal checkpoints are equal as multisets of tensors, not record by record.
-std::vector<std::string> tensor_multiset(const std::string& path) {
-  const auto bytes = ddpm::test::read_bytes(path);
-  std::vector<std::string> out;
-  for (const auto& r : ddpm::test::zip_entries(path))
-    if (r.name.find("/data/") != std::string::npos)
-      out.emplace_back(bytes.begin() + r.offset, bytes.begin() + r.offset + r.size);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::vector<std::string> train_args(const std::string& images, const std::string& run) {
-  return {train_bin(), "--config", ddpm::test::source_dir() + "/configs/tiny.toml", "--data", images, "--run-dir", run,
-          "--threads", "1", "--steps", "12", "--save-every", "1", "--keep-last", "2", "--log-every", "1"};
+  const std::string config = ddpm::test::source_dir() + "/configs/tiny.toml";
+  return {ddpm::test::tool_path("ddpm-train"), "--config", config, "--data", images, "--run-dir", run, "--threads", "1",
+          "--steps", "12", "--save-every", "1", "--keep-last", "2", "--log-every", "1"};
 }
 
 // Runs argv; kills it with SIGKILL after `delay` unless it ended. Returns true if it was killed.
 bool run_and_kill(const std::vector<std::string>& argv, std::chrono::milliseconds delay) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen("/dev/null", "w", stdout)) ::_exit(126);
-    ::dup2(::fileno(stdout), 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  const pid_t pid = ddpm::test::spawn(argv, "/dev/null");
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + delay;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -74,7 +49,7 @@ TEST(CrashResume, KillNineAtRandomMomentsThenResumeGivesTheUninterruptedResult) 
   auto ref = ddpm::test::run_command(cmd);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   ASSERT_EQ(ref.exit_code, 0) << ref.output;
-  const auto expected = tensor_multiset(ddpm::checkpoint_path(dir + "/reference", 12));
+  const auto expected = ddpm::test::tensor_multiset(ddpm::checkpoint_path(dir + "/reference", 12));
   ASSERT_FALSE(expected.empty());
 
   std::mt19937 rng(18);
@@ -86,9 +61,10 @@ TEST(CrashResume, KillNineAtRandomMomentsThenResumeGivesTheUninterruptedResult) 
     const auto delay = std::chrono::milliseconds(when(rng));
     killed += run_and_kill(train_args(images, run), delay);
     // A second kill in the first resume, half the time: crashes during recovery count too.
-    const std::string resume = train_bin() + " --run-dir " + run + " --resume --threads 1";
+    const std::string resume = ddpm::test::tool_path("ddpm-train") + " --run-dir " + run + " --resume --threads 1";
     if (fs::exists(run) && i % 2 == 1)
-      killed += run_and_kill({train_bin(), "--run-dir", run, "--resume", "--threads", "1"}, delay / 2);
+      killed +=
+          run_and_kill({ddpm::test::tool_path("ddpm-train"), "--run-dir", run, "--resume", "--threads", "1"}, delay / 2);
     if (!fs::exists(run + "/config.toml")) {
       // Killed before it wrote anything: there is no run to resume yet; start it.
       std::string fresh;
@@ -100,7 +76,7 @@ TEST(CrashResume, KillNineAtRandomMomentsThenResumeGivesTheUninterruptedResult) 
       ASSERT_EQ(r.exit_code, 0) << "round " << i << " (killed after " << delay.count() << " ms): " << r.output;
     }
     ASSERT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 12)) << "round " << i;
-    EXPECT_TRUE(tensor_multiset(ddpm::checkpoint_path(run, 12)) == expected)
+    EXPECT_TRUE(ddpm::test::tensor_multiset(ddpm::checkpoint_path(run, 12)) == expected)
         << "round " << i << " (killed after " << delay.count() << " ms) ended with another final checkpoint";
     fs::remove_all(run);
   }

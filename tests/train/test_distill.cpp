@@ -28,6 +28,7 @@
 namespace fs = std::filesystem;
 using ddpm::Prediction;
 using ddpm::test::run_command;
+using ddpm::test::tool_path;
 
 namespace {
 
@@ -235,7 +236,8 @@ TEST(DistillConfig, StudentConfigRecordsAndChecks) {
   const ddpm::Config back = ddpm::config_from_toml(ddpm::config_to_toml(c));
   EXPECT_EQ(back.distill.distilled_steps, 2);
   EXPECT_EQ(back.distill.teacher, "t");
-  EXPECT_EQ(back.distill.guidance.value_or(-1), 0.0);
+  EXPECT_TRUE(back.distill.guidance_given);
+  EXPECT_EQ(back.distill.guidance.weight, 0.0);
 
   auto error = [&](ddpm::Config opts) { return ddpm::test::error_of([&] { ddpm::student_config(teacher, opts); }); };
   ddpm::Config bad = o;
@@ -246,19 +248,25 @@ TEST(DistillConfig, StudentConfigRecordsAndChecks) {
   bad.distill.final_steps = 1;
   EXPECT_EQ(error(bad).rfind("start-steps:", 0), 0u) << error(bad);  // T = 100
   bad = o;
-  bad.distill.guidance = 2.0;
+  bad.distill.guidance.weight = 2.0;
+  bad.distill.guidance_given = true;
   EXPECT_EQ(error(bad).rfind("guidance:", 0), 0u) << error(bad);  // unconditional teacher
+  bad = o;
+  bad.distill.guidance.sigma_low = 0.3;  // an interval without its weight was silently replaced by the teacher's
+  EXPECT_EQ(error(bad).rfind("guidance-interval:", 0), 0u) << error(bad);
   ddpm::Config distilled_teacher = c;                               // a student distilled for 2 steps
   EXPECT_EQ(ddpm::test::error_of([&] { ddpm::student_config(distilled_teacher, o); }).rfind("start-steps:", 0), 0u);
 
   // Conditional teacher: the guidance and interval default to its eval-guidance.
   teacher.model.num_classes = 3;
-  teacher.train.eval_guidance = 1.5;
-  teacher.train.eval_guidance_sigma_low = 0.2;
+  teacher.train.eval_guidance.weight = 1.5;
+  teacher.train.eval_guidance.sigma_low = 0.2;
   const ddpm::Config g = ddpm::student_config(teacher, o);
-  EXPECT_EQ(g.distill.guidance.value_or(-1), 1.5);
-  EXPECT_EQ(g.distill.guidance_sigma_low, 0.2);
-  EXPECT_EQ(g.train.eval_guidance, 0.0) << "the student is guided already";
+  EXPECT_TRUE(g.distill.guidance_given);
+  EXPECT_EQ(g.distill.guidance.weight, 1.5);
+  EXPECT_EQ(g.distill.guidance.sigma_low, 0.2);
+  EXPECT_EQ(g.train.eval_guidance.weight, 0.0) << "the student is guided already";
+  EXPECT_FALSE(g.train.eval_guidance.limited());
 
   // Asking a distilled student for something else: a warning; for fewer steps: an error.
   ddpm::SamplerConfig asked = c.sample;
@@ -277,11 +285,10 @@ TEST(DistillConfig, StudentConfigRecordsAndChecks) {
 
 namespace {
 
-std::string bin(const std::string& tool) { return ddpm::test::bin_dir() + tool; }
 
 // A tiny ε teacher (configs/tiny.toml, 3 steps) on `images` in `run_dir`.
 void train_tiny_teacher(const std::string& images, const std::string& run_dir) {
-  auto r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
+  auto r = run_command(tool_path("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " +
                        images + " --run-dir " + run_dir + " --steps 3 --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
 }
@@ -295,7 +302,7 @@ TEST(DistillCli, RoundTripWarningsAndBadInput) {
   const std::string images = ddpm::test::make_image_folder(dir + "/images", 8);
   const std::string teacher = dir + "/teacher", student = dir + "/student";
   train_tiny_teacher(images, teacher);
-  const std::string distill = bin("ddpm-distill") + " --teacher " + teacher + " --threads 1 --batch-size 4 --log-every 1";
+  const std::string distill = tool_path("ddpm-distill") + " --teacher " + teacher + " --threads 1 --batch-size 4 --log-every 1";
   auto r = run_command(distill + " --run-dir " + student + " --start-steps 8 --final-steps 2 --steps-per-round 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r.output, "the student predicts v")) << r.output;  // tiny.toml's teacher is epsilon
@@ -311,7 +318,7 @@ TEST(DistillCli, RoundTripWarningsAndBadInput) {
   EXPECT_EQ(lines_of(student + "/metrics.jsonl").size(), 4u);
 
   // ddpm-sample with no flags: ddim at 2 steps, no warning; other samplers and steps: a warning.
-  const std::string sample = bin("ddpm-sample") + " --checkpoint " + student + " --n 2 --threads 1 --out " + dir;
+  const std::string sample = tool_path("ddpm-sample") + " --checkpoint " + student + " --n 2 --threads 1 --out " + dir;
   r = run_command(sample + "/a.png");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r.output, "sampler ddim, 2 steps (trailing)")) << r.output;
@@ -331,18 +338,18 @@ TEST(DistillCli, RoundTripWarningsAndBadInput) {
   one_line_exit_2(run_command(sample + "/d.png --steps 1"), "--steps");
   one_line_exit_2(run_command(distill + " --run-dir " + dir + "/x --final-steps 3"), "final-steps");
   one_line_exit_2(run_command(distill + " --run-dir " + dir + "/x --no-such-option 1"), "--no-such-option");
-  one_line_exit_2(run_command(bin("ddpm-distill") + " --run-dir " + dir + "/x"), "--teacher");
-  one_line_exit_2(run_command(bin("ddpm-distill") + " --run-dir " + teacher + " --resume"), "not a distillation");
-  one_line_exit_2(run_command(bin("ddpm-train") + " --run-dir " + student + " --resume"), "ddpm-distill");
+  one_line_exit_2(run_command(tool_path("ddpm-distill") + " --run-dir " + dir + "/x"), "--teacher");
+  one_line_exit_2(run_command(tool_path("ddpm-distill") + " --run-dir " + teacher + " --resume"), "not a distillation");
+  one_line_exit_2(run_command(tool_path("ddpm-train") + " --run-dir " + student + " --resume"), "ddpm-distill");
   // A student of another shape: a teacher with 8 base channels.
-  r = run_command(bin("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " + images +
+  r = run_command(tool_path("ddpm-train") + " --config " + ddpm::test::source_dir() + "/configs/tiny.toml --data " + images +
                   " --run-dir " + dir + "/other --steps 1 --base-channels 8 --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   one_line_exit_2(run_command(distill + " --run-dir " + dir + "/y --start-steps 4 --final-steps 2 --steps-per-round 1 "
                               "--student-init " + dir + "/other"),
                   "other");
   // A student distilled to 2 steps cannot teach from 8.
-  one_line_exit_2(run_command(bin("ddpm-distill") + " --teacher " + student + " --run-dir " + dir +
+  one_line_exit_2(run_command(tool_path("ddpm-distill") + " --teacher " + student + " --run-dir " + dir +
                               "/z --start-steps 8 --final-steps 1 --threads 1"),
                   "start-steps");
   fs::remove_all(dir);
@@ -356,7 +363,7 @@ TEST(DistillCli, ResumeContinuesExactly) {
   const std::string images = ddpm::test::make_image_folder(dir + "/images", 8);
   const std::string teacher = dir + "/teacher", run = dir + "/run";
   train_tiny_teacher(images, teacher);
-  auto r = run_command(bin("ddpm-distill") + " --teacher " + teacher + " --run-dir " + run +
+  auto r = run_command(tool_path("ddpm-distill") + " --teacher " + teacher + " --run-dir " + run +
                   " --start-steps 4 --final-steps 1 --steps-per-round 2 --batch-size 4 --threads 1 --log-every 1 "
                   "--save-every 1 --keep-last 0 --ema-decay 0.5");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -372,7 +379,7 @@ TEST(DistillCli, ResumeContinuesExactly) {
   auto without_speed = [](const std::string& line) { return line.substr(0, line.find(",\"images_per_s\"")); };
   for (int64_t from : {3, 1}) {
     for (int64_t k = from + 1; k <= 4; ++k) fs::remove(ddpm::checkpoint_path(run, k));
-    r = run_command(bin("ddpm-distill") + " --run-dir " + run + " --resume --threads 1");
+    r = run_command(tool_path("ddpm-distill") + " --run-dir " + run + " --resume --threads 1");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const auto again = lines_of(run + "/metrics.jsonl");
     ASSERT_EQ(again.size(), 4u);

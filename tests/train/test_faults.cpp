@@ -32,31 +32,10 @@
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
-using ddpm::test::read_bytes;
-using ddpm::test::run_command;
-using ddpm::test::make_image_folder;
-using ddpm::test::spawn;
-using ddpm::test::tiny_toml;
-using ddpm::test::wait_exit;
-using ddpm::test::wait_for;
-using ddpm::test::write_bytes;
+using namespace ddpm::test;  // the shared helpers of test_util.hpp
 
 namespace {
 
-std::string bin(const std::string& tool) { return ddpm::test::bin_dir() + tool; }
-
-// The tensor storages of a checkpoint as a sorted list of byte strings: LibTorch writes the
-// optimizer's per-parameter state in an order that varies between processes (keyed by address),
-// so equal checkpoints are equal as multisets of tensors, not record by record.
-std::vector<std::string> tensor_multiset(const std::string& path) {
-  const auto bytes = read_bytes(path);
-  std::vector<std::string> out;
-  for (const auto& r : ddpm::test::zip_entries(path))
-    if (r.name.find("/data/") != std::string::npos)
-      out.emplace_back(bytes.begin() + r.offset, bytes.begin() + r.offset + r.size);
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 size_t lines_in(const std::string& path) {
   std::ifstream in(path);
@@ -197,7 +176,7 @@ TEST(CheckpointIntegrity, AFifoIsRefusedNotReadForever) {
   auto dir = ddpm::test::make_temp_dir("ddpm-fifo");
   const std::string fifo = dir + "/ckpt.pt";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
-  auto r = run_command("timeout 60 " + bin("ddpm-sample") + " --checkpoint " + fifo + " --out " + dir + "/x.png");
+  auto r = run_command("timeout 60 " + tool_path("ddpm-sample") + " --checkpoint " + fifo + " --out " + dir + "/x.png");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("not a regular file"), std::string::npos) << r.output;
   fs::remove_all(dir);
@@ -213,7 +192,7 @@ class FullDisk : public ::testing::Test {
     fs::create_directories(mnt_);
     images_ = make_image_folder(root_ + "/images");
     // One checkpoint of the tiny model, to size the file system.
-    auto r = run_command(bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " +
+    auto r = run_command(tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " +
                          root_ + "/probe --steps 1 --threads 1");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     ckpt_size_ = fs::file_size(ddpm::checkpoint_path(root_ + "/probe", 1));
@@ -230,7 +209,7 @@ class FullDisk : public ::testing::Test {
     return true;
   }
   std::string train(const std::string& run, const std::string& extra) const {
-    return bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run +
+    return tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run +
            " --threads 1 " + extra;
   }
   std::string root_, mnt_, images_;
@@ -269,7 +248,7 @@ TEST_F(FullDisk, SigintOnAFullDiskIsOneLineAndLeftoverTmpFilesNeverBlockResume) 
     }
   }
   const std::string log = root_ + "/log.txt";
-  pid_t pid = spawn({bin("ddpm-train"), "--run-dir", run, "--resume", "--threads", "1", "--steps", "1000000",
+  pid_t pid = spawn({tool_path("ddpm-train"), "--run-dir", run, "--resume", "--threads", "1", "--steps", "1000000",
                      "--save-every", "1000000", "--log-every", "1"},
                     log);
   ASSERT_TRUE(wait_for([&] { return lines_in(run + "/metrics.jsonl") >= 4; }, 120));
@@ -286,7 +265,7 @@ TEST_F(FullDisk, SigintOnAFullDiskIsOneLineAndLeftoverTmpFilesNeverBlockResume) 
   fs::remove(mnt_ + "/filler");
   write_bytes(run + "/config.toml.tmp", std::string(1000, 'x'));
   write_bytes(run + "/checkpoints/ckpt-00000003.pt.tmp", std::string(1000, 'x'));
-  auto resumed = run_command(bin("ddpm-train") + " --run-dir " + run + " --resume --threads 1 --steps 3");
+  auto resumed = run_command(tool_path("ddpm-train") + " --run-dir " + run + " --resume --threads 1 --steps 3");
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(ddpm::latest_checkpoint(run), ddpm::checkpoint_path(run, 3));
   EXPECT_FALSE(fs::exists(run + "/config.toml.tmp"));
@@ -306,7 +285,7 @@ TEST_F(FullDisk, MetricsThatCannotBeWrittenStopTheRun) {
   }
   // (Without the TensorBoard file, which would compete for the last bytes: either log's failure
   // stops the run, and this test is about metrics.jsonl's.)
-  auto r = run_command(bin("ddpm-train") + " --run-dir " + run +
+  auto r = run_command(tool_path("ddpm-train") + " --run-dir " + run +
                        " --resume --threads 1 --steps 1000000 --log-every 1 --save-every 1000000 --no-tensorboard");
   expect_clean_error(r, "metrics.jsonl");
   EXPECT_NE(r.output.find("cannot be written"), std::string::npos) << r.output;
@@ -325,11 +304,11 @@ class RunDir : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(root_); }
   std::string train(const std::string& extra) const {
-    return bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run_ +
+    return tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run_ +
            " --threads 1 " + extra;
   }
   std::string resume(const std::string& extra) const {
-    return bin("ddpm-train") + " --run-dir " + run_ + " --resume --threads 1 " + extra;
+    return tool_path("ddpm-train") + " --run-dir " + run_ + " --resume --threads 1 " + extra;
   }
   std::string root_, images_, run_;
 };
@@ -359,7 +338,7 @@ TEST_F(RunDir, ResumeChangesOnlyOperationalKeys) {
 TEST_F(RunDir, ResumingFromAnOlderCheckpointMovesTheNewerOnesAside) {
   ASSERT_EQ(run_command(train("--steps 4 --save-every 1 --keep-last 0")).exit_code, 0);
   const auto ckpt4 = tensor_multiset(ddpm::checkpoint_path(run_, 4));
-  auto r = run_command(bin("ddpm-train") + " --run-dir " + run_ + " --resume-from " + ddpm::checkpoint_path(run_, 2) +
+  auto r = run_command(tool_path("ddpm-train") + " --run-dir " + run_ + " --resume-from " + ddpm::checkpoint_path(run_, 2) +
                        " --threads 1 --steps 3 --keep-last 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("abandoned-"), std::string::npos) << r.output;
@@ -383,7 +362,7 @@ TEST_F(RunDir, ACorruptLatestCheckpointIsSkippedLoudly) {
   for (const auto& r : ddpm::test::zip_entries(latest))
     if (r.name.find("/data/") != std::string::npos && r.size > 1000) bytes[r.offset + 7] ^= 0x40;
   write_bytes(latest, bytes);
-  auto sample = run_command(bin("ddpm-sample") + " --checkpoint " + run_ + " --n 1 --steps 2 --out " + root_ + "/s.png");
+  auto sample = run_command(tool_path("ddpm-sample") + " --checkpoint " + run_ + " --n 1 --steps 2 --out " + root_ + "/s.png");
   EXPECT_EQ(sample.exit_code, 2) << sample.output;
   EXPECT_NE(sample.output.find("corrupt"), std::string::npos) << sample.output;
   EXPECT_NE(sample.output.find(ddpm::checkpoint_path(run_, 2)), std::string::npos) << sample.output;
@@ -395,7 +374,7 @@ TEST_F(RunDir, ACorruptLatestCheckpointIsSkippedLoudly) {
 
 TEST_F(RunDir, ASecondWriterIsRefusedAndAStaleLockIsTakenOver) {
   const std::string log = root_ + "/log.txt";
-  pid_t pid = spawn({bin("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", run_, "--threads",
+  pid_t pid = spawn({tool_path("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", run_, "--threads",
                      "1", "--steps", "1000000", "--save-every", "2", "--log-every", "1"},
                     log);
   ASSERT_TRUE(wait_for([&] { return !ddpm::latest_checkpoint(run_).empty(); }, 120)) << ddpm::test::read_string(log);
@@ -417,7 +396,7 @@ TEST_F(RunDir, ASecondWriterIsRefusedAndAStaleLockIsTakenOver) {
 
 TEST_F(RunDir, SigtermIsSeenBetweenMicroBatches) {
   const std::string log = root_ + "/log.txt";
-  pid_t pid = spawn({bin("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", run_, "--threads",
+  pid_t pid = spawn({tool_path("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", run_, "--threads",
                      "1", "--grad-accum", "65536", "--steps", "2"},
                     log);
   ASSERT_TRUE(wait_for([&] { return fs::exists(run_ + "/metrics.jsonl"); }, 120)) << ddpm::test::read_string(log);
@@ -438,10 +417,10 @@ TEST(WriteErrors, PngToAFullDeviceFails) {
   EXPECT_THROW(ddpm::save_png("/dev/full", im), std::runtime_error);
   auto dir = ddpm::test::make_temp_dir("ddpm-devfull");
   ddpm::save_png(dir + "/a.png", im);
-  auto strip = run_command(bin("ddpm-schedule") + " --timesteps 10 --strip " + dir + "/a.png --frames 2 --out /dev/full");
+  auto strip = run_command(tool_path("ddpm-schedule") + " --timesteps 10 --strip " + dir + "/a.png --frames 2 --out /dev/full");
   expect_clean_error(strip, "/dev/full");
   // In a sub-shell, so that only its stdout goes to /dev/full and the error reaches us.
-  auto table = run_command("sh -c '" + bin("ddpm-schedule") + " --timesteps 10 > /dev/full'");
+  auto table = run_command("sh -c '" + tool_path("ddpm-schedule") + " --timesteps 10 > /dev/full'");
   expect_clean_error(table, "standard output");
   fs::remove_all(dir);
 }
@@ -449,11 +428,11 @@ TEST(WriteErrors, PngToAFullDeviceFails) {
 TEST(WriteErrors, SampleToAFullDeviceFails) {
   auto dir = ddpm::test::make_temp_dir("ddpm-sample-full");
   auto images = make_image_folder(dir + "/images");
-  ASSERT_EQ(run_command(bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
+  ASSERT_EQ(run_command(tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
                         "/run --steps 1 --threads 1")
                 .exit_code,
             0);
-  auto r = run_command(bin("ddpm-sample") + " --checkpoint " + dir + "/run --n 2 --steps 2 --threads 1 --out /dev/full");
+  auto r = run_command(tool_path("ddpm-sample") + " --checkpoint " + dir + "/run --n 2 --steps 2 --threads 1 --out /dev/full");
   expect_clean_error(r, "/dev/full");
   EXPECT_EQ(r.output.find("wrote"), std::string::npos) << r.output;
   fs::remove_all(dir);
@@ -462,7 +441,7 @@ TEST(WriteErrors, SampleToAFullDeviceFails) {
 TEST(Bounds, WorkersAreBounded) {
   auto dir = ddpm::test::make_temp_dir("ddpm-workers");
   auto images = make_image_folder(dir + "/images");
-  auto r = run_command(bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
+  auto r = run_command(tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images + " --run-dir " + dir +
                        "/run --steps 1 --threads 1 --workers 100000");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--workers"), std::string::npos) << r.output;

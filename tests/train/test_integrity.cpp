@@ -29,18 +29,10 @@
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;
-using ddpm::test::make_image_folder;
-using ddpm::test::read_string;
-using ddpm::test::run_command;
-using ddpm::test::spawn;
-using ddpm::test::tiny_toml;
-using ddpm::test::wait_exit;
-using ddpm::test::wait_for;
-using ddpm::test::write_bytes;
+using namespace ddpm::test;  // the shared helpers of test_util.hpp
 
 namespace {
 
-std::string bin(const std::string& tool) { return ddpm::test::bin_dir() + tool; }
 
 // One line on stderr, no backtrace, the expected exit code and text.
 void expect_one_line(const ddpm::test::CommandResult& r, int code, const std::string& needle) {
@@ -103,7 +95,7 @@ class TrainedRun : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   static std::string train(const std::string& run, const std::string& extra) {
-    return bin("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run +
+    return tool_path("ddpm-train") + " --config " + tiny_toml() + " --data " + images_ + " --run-dir " + run +
            " --threads 1 " + extra;
   }
   static std::string run() { return root_ + "/run"; }
@@ -123,7 +115,7 @@ TEST_F(TrainedRun, ResumeFromAnotherRunsCheckpointIsRefusedUnlessAllowedAndNever
   const std::string b_config = read_string(b + "/config.toml");
   const std::string foreign = ddpm::checkpoint_path(a, 2);
 
-  auto refused = run_command(bin("ddpm-train") + " --run-dir " + b + " --resume-from " + foreign +
+  auto refused = run_command(tool_path("ddpm-train") + " --run-dir " + b + " --resume-from " + foreign +
                              " --threads 1 --steps 4");
   expect_one_line(refused, 2, "--allow-config-change");
   EXPECT_NE(refused.output.find("seed"), std::string::npos) << refused.output;
@@ -132,7 +124,7 @@ TEST_F(TrainedRun, ResumeFromAnotherRunsCheckpointIsRefusedUnlessAllowedAndNever
 
   // Allowed: B continues from A's step 2 with A's config but B's own keep-last 0 (A's keep-last 1
   // would leave one checkpoint); B's step 3 is moved aside, A's directory is not touched.
-  auto allowed = run_command(bin("ddpm-train") + " --run-dir " + b + " --resume-from " + foreign +
+  auto allowed = run_command(tool_path("ddpm-train") + " --run-dir " + b + " --resume-from " + foreign +
                              " --allow-config-change --threads 1 --steps 4 --save-every 1");
   ASSERT_EQ(allowed.exit_code, 0) << allowed.output;
   EXPECT_EQ(ddpm::list_checkpoints(b).size(), 4u) << allowed.output;  // 1, 2 (B's), 3, 4 (from A's 2)
@@ -191,14 +183,14 @@ TEST(SaveCheckpoint, RefusesNonFiniteWeightsAndKeepsTheOldFile) {
 TEST_F(TrainedRun, SampleOnAFullDiskKeepsTheOldGrid) {
   const std::string out = root_ + "/grid.png";
   write_bytes(out, std::string("the old grid"));
-  auto r = run_command(full_disk(bin("ddpm-sample") + " --checkpoint " + run() + " --n 64 --steps 2 --threads 1 --out " +
+  auto r = run_command(full_disk(tool_path("ddpm-sample") + " --checkpoint " + run() + " --n 64 --steps 2 --threads 1 --out " +
                                  out));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
   EXPECT_EQ(read_string(out), "the old grid");
   EXPECT_FALSE(fs::exists(out + ".tmp"));
   // The same command with room to write replaces it with a PNG.
-  auto ok = run_command(bin("ddpm-sample") + " --checkpoint " + run() + " --n 4 --steps 2 --threads 1 --out " + out);
+  auto ok = run_command(tool_path("ddpm-sample") + " --checkpoint " + run() + " --n 4 --steps 2 --threads 1 --out " + out);
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_GT(ddpm::load_image(out).width, 8);
 }
@@ -252,7 +244,7 @@ TEST_F(TrainedRun, AClosedLogPipeDoesNotEndTheRun) {
     ::dup2(fds[1], 2);
     ::close(fds[0]);
     ::close(fds[1]);
-    const std::vector<std::string> argv = {bin("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir",
+    const std::vector<std::string> argv = {tool_path("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir",
                                            dir, "--threads", "1", "--steps", "3", "--log-every", "1"};
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -272,7 +264,7 @@ TEST(Bounds, AFifoIsRefusedWithoutBlocking) {
   const std::string dir = ddpm::test::make_temp_dir("ddpm-fifo");
   const std::string fifo = dir + "/weights.pt";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  auto r = run_command("timeout 60 " + bin("ddpm-convert") + " " + fifo + " --out " + dir + "/out.pt");
+  auto r = run_command("timeout 60 " + tool_path("ddpm-convert") + " " + fifo + " --out " + dir + "/out.pt");
   expect_one_line(r, 2, "not a regular file");
   EXPECT_NE(r.output.find(fifo), std::string::npos) << r.output;
   const std::string msg = ddpm::test::error_of([&] { ddpm::io::read_regular_file(fifo, "torch file", ddpm::limits::kMaxModelFileBytes); });
@@ -283,9 +275,9 @@ TEST(Bounds, AFifoIsRefusedWithoutBlocking) {
 }
 
 TEST(Bounds, ThreadsAreBounded) {
-  auto r = run_command("timeout 60 " + bin("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 100000");
+  auto r = run_command("timeout 60 " + tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 100000");
   expect_one_line(r, 2, "--threads");
-  auto ok = run_command(bin("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 2");
+  auto ok = run_command(tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 2");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
 
@@ -294,9 +286,9 @@ TEST(Bounds, ThreadsAreBounded) {
 TEST(ExitCodes, AnAllocationTheConfigAsksForIsExit2) {
   // Under a 3 GB address space an ordinary dry run works, a 65536-channel model cannot be built.
   const std::string limit = "bash -c 'ulimit -v 3000000; exec ";
-  auto control = run_command(limit + bin("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 1'");
+  auto control = run_command(limit + tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --threads 1'");
   if (control.exit_code != 0) GTEST_SKIP() << "LibTorch does not start under a 3 GB address space: " << control.output;
-  auto r = run_command(limit + bin("ddpm-train") + " --config " + tiny_toml() +
+  auto r = run_command(limit + tool_path("ddpm-train") + " --config " + tiny_toml() +
                        " --dry-run --threads 1 --base-channels 65536'");
   expect_one_line(r, 2, "ddpm-train: error:");
 }
@@ -304,7 +296,7 @@ TEST(ExitCodes, AnAllocationTheConfigAsksForIsExit2) {
 TEST_F(TrainedRun, UnwritableOutputsAreExit2) {
   // A regular file where the output's directory should be.
   write_bytes(root_ + "/a-file", std::string("x"));
-  auto r = run_command(bin("ddpm-sample") + " --checkpoint " + run() + " --n 1 --steps 2 --threads 1 --out " + root_ +
+  auto r = run_command(tool_path("ddpm-sample") + " --checkpoint " + run() + " --n 1 --steps 2 --threads 1 --out " + root_ +
                        "/a-file/grid.png");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("error: cannot write '" + root_ + "/a-file/grid.png'"), std::string::npos) << r.output;
@@ -315,18 +307,18 @@ TEST_F(TrainedRun, UnwritableOutputsAreExit2) {
   cc.classes = 2;
   cc.hidden = 8;
   ddpm::eval::save_classifier(root_ + "/features.pt", ddpm::eval::Classifier(cc), 0.5);
-  auto json = run_command(bin("ddpm-eval") + " compare --threads 1 --features " + root_ + "/features.pt --real " +
+  auto json = run_command(tool_path("ddpm-eval") + " compare --threads 1 --features " + root_ + "/features.pt --real " +
                           images_ + " --fake " + images_ + " --kid-subset-size 4 --json " + root_ + "/a-file/m.json");
   EXPECT_EQ(json.exit_code, 2) << json.output;
   EXPECT_NE(json.output.find(root_ + "/a-file/m.json"), std::string::npos) << json.output;
 }
 
 TEST_F(TrainedRun, BadOptionValuesAreRefused) {
-  auto names = run_command(bin("ddpm-train") + " --config " + tiny_toml() + " --dry-run --num-classes 3 --class-names a,a,b");
+  auto names = run_command(tool_path("ddpm-train") + " --config " + tiny_toml() + " --dry-run --num-classes 3 --class-names a,a,b");
   expect_one_line(names, 2, "'a' appears twice");
-  auto limit = run_command(bin("ddpm-eval") + " compare --real " + images_ + " --fake " + images_ + " --limit-real -5");
+  auto limit = run_command(tool_path("ddpm-eval") + " compare --real " + images_ + " --fake " + images_ + " --limit-real -5");
   expect_one_line(limit, 2, "--limit-real");
-  auto cls = run_command(bin("ddpm-sample") + " --checkpoint " + run() + " --n 1 --steps 2 --class '' --out " + root_ +
+  auto cls = run_command(tool_path("ddpm-sample") + " --checkpoint " + run() + " --n 1 --steps 2 --class '' --out " + root_ +
                          "/c.png");
   expect_one_line(cls, 2, "--class");
   EXPECT_FALSE(fs::exists(root_ + "/c.png"));
@@ -336,7 +328,7 @@ TEST(Messages, ABadValueNamesTheFileAndTheKey) {
   const std::string dir = ddpm::test::make_temp_dir("ddpm-badint");
   // A run directory stopped before its first checkpoint: --resume reads its config.toml.
   write_bytes(dir + "/run/config.toml", std::string("seed = 1\nsteps = 1.5\n"));
-  auto r = run_command(bin("ddpm-train") + " --run-dir " + dir + "/run --resume --threads 1");
+  auto r = run_command(tool_path("ddpm-train") + " --run-dir " + dir + "/run --resume --threads 1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   const std::string error = r.output.substr(r.output.find("error:"));  // the warning before it names the file too
   EXPECT_NE(error.find("expected an integer"), std::string::npos) << r.output;
@@ -362,7 +354,7 @@ TEST(Messages, NanFeaturesNameTheFeatureNetworkBeforeTheEigenDecomposition) {
 
 TEST_F(TrainedRun, SighupSavesAndLeavesNoTmp) {
   const std::string dir = root_ + "/hup", log = root_ + "/hup.log";
-  const pid_t pid = spawn({bin("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", dir, "--threads",
+  const pid_t pid = spawn({tool_path("ddpm-train"), "--config", tiny_toml(), "--data", images_, "--run-dir", dir, "--threads",
                            "1", "--steps", "1000000", "--save-every", "2", "--log-every", "1"},
                           log);
   ASSERT_TRUE(wait_for([&] { return !ddpm::latest_checkpoint(dir).empty(); }, 120)) << read_string(log);

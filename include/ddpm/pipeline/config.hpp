@@ -14,6 +14,7 @@
 #include "ddpm/data/dataset.hpp"
 #include "ddpm/math/diffusion.hpp"
 #include "ddpm/pipeline/ema_options.hpp"
+#include "ddpm/samplers/guidance.hpp"
 #include "ddpm/samplers/sampler.hpp"
 #include "ddpm/math/schedule.hpp"
 #include "ddpm/models/unet.hpp"
@@ -66,12 +67,10 @@ struct TrainConfig {
   /// FID (and KID, precision/recall when eval-ref is an image set) go to metrics.jsonl.
   int64_t eval_every = 0;       ///< 0 = never (eval-every)
   int64_t eval_n = 1000;        ///< samples per evaluation (eval-n)
-  double eval_guidance = 0.0;   ///< class-conditional runs: CFG weight of those samples (eval-guidance)
-  /// Guide those samples only where σ is in (low, high] (eval-guidance-interval "LOW,HIGH";
-  /// the default, 0 and ∞, guides every step), as ddpm-eval's --guidance-interval.
-  double eval_guidance_sigma_low = 0.0;
-  /// the interval's upper end (∞: none)
-  double eval_guidance_sigma_high = std::numeric_limits<double>::infinity();
+  /// Class-conditional runs: the guidance of those samples, weight (eval-guidance) and σ interval
+  /// (eval-guidance-interval "LOW,HIGH"; the default, 0 and ∞, guides every step), as ddpm-eval's
+  /// --guidance and --guidance-interval.
+  Guidance eval_guidance;
   std::string eval_features;    ///< a ddpm-eval classifier or a TorchScript file (eval-features)
   std::string eval_ref;         ///< a statistics .npz, or images: a folder or idx:FILE (eval-ref)
 
@@ -90,10 +89,11 @@ struct DistillConfig {
   int64_t final_steps = 1;          ///< the student's DDIM steps after the last round (final-steps)
   int64_t steps_per_round = 1000;   ///< optimizer steps per round (steps-per-round)
   /// Class-conditional teachers: the teacher is guided with weight w (guidance) where σ is in
-  /// (low, high] (guidance-interval); unset: the teacher's eval-guidance and its interval.
-  std::optional<double> guidance;
-  double guidance_sigma_low = 0.0;                                       ///< the interval's low end
-  double guidance_sigma_high = std::numeric_limits<double>::infinity();  ///< its high end
+  /// (low, high] (guidance-interval).
+  Guidance guidance;
+  /// Whether `guidance` was given; unset, the teacher's eval-guidance and its interval are used
+  /// (and guidance-interval alone is refused).
+  bool guidance_given = false;
   /// Recorded in the student's checkpoints: the DDIM steps it is distilled for (0 = not
   /// distilled; during a round, that round's target) and the rounds done.
   int64_t distilled_steps = 0;

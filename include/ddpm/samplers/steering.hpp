@@ -16,6 +16,7 @@
 
 #include "ddpm/math/labels.hpp"
 #include "ddpm/math/schedule.hpp"
+#include "ddpm/samplers/guidance.hpp"
 #include "ddpm/samplers/sampler.hpp"
 
 namespace ddpm {
@@ -43,20 +44,6 @@ Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, 
 /// = ∞ give classifier_free_guidance above.
 Denoiser classifier_free_guidance(ConditionalDenoiser model, at::Tensor labels, double w,
                                   const NoiseSchedule& schedule, double sigma_low, double sigma_high);
-
-/// Classifier-free guidance as the tools take it: weight w and the σ interval where it applies.
-struct Guidance {
-  double weight = 0.0;      ///< w >= 0; 0 = plain conditional sampling (one forward per step)
-  double sigma_low = 0.0;   ///< guided only where σ_t is in (sigma_low, sigma_high]
-  /// the interval's upper end (∞: no upper limit)
-  double sigma_high = std::numeric_limits<double>::infinity();
-  /// Whether the interval excludes some steps.
-  bool limited() const { return sigma_low > 0.0 || std::isfinite(sigma_high); }
-  std::string describe() const;  ///< "guidance 2" or "guidance 2 for σ in (0.28, 5.42]"
-  /// Throws BadInput naming --guidance (w outside [0, 1000]) or --guidance-interval
-  /// (not 0 <= sigma_low < sigma_high).
-  void validate() const;
-};
 
 /// with_labels when g.weight == 0, else classifier-free guidance (on its interval when limited).
 Denoiser guided(ConditionalDenoiser model, at::Tensor labels, const Guidance& g, const NoiseSchedule& schedule);
