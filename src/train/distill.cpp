@@ -131,7 +131,10 @@ void record_distillation(Config& config, int64_t step) {
   const int64_t R = d.rounds();
   const int64_t done = std::min(step / d.steps_per_round, R);
   d.distilled_rounds = done;
-  d.distilled_steps = d.start_steps >> std::min(done + 1, R);
+  // During round r the student learns start >> (r + 1) steps. At a round's end, before the next
+  // round has trained a step, the weights are that round's student: start >> done steps.
+  const bool at_round_end = done > 0 && step == done * d.steps_per_round;
+  d.distilled_steps = d.start_steps >> (at_round_end ? done : std::min(done + 1, R));
   SamplerConfig& s = config.sample;
   s.kind = SamplerKind::Ddim;
   s.steps = d.distilled_steps;

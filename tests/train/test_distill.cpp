@@ -225,6 +225,14 @@ TEST(DistillConfig, StudentConfigRecordsAndChecks) {
   EXPECT_EQ(c.sample.steps, 8);
   EXPECT_EQ(c.sample.spacing, ddpm::Spacing::Trailing);
   EXPECT_FALSE(c.sample.clip_x0);
+  // At a round's end the checkpoint holds that round's student: it records its steps (it recorded
+  // the next round's target, so a checkpoint saved there sampled with half its steps).
+  ddpm::record_distillation(c, 10);
+  EXPECT_EQ(c.distill.distilled_rounds, 1);
+  EXPECT_EQ(c.distill.distilled_steps, 8);
+  EXPECT_EQ(c.sample.steps, 8);
+  ddpm::record_distillation(c, 11);
+  EXPECT_EQ(c.distill.distilled_steps, 4);
   ddpm::record_distillation(c, 19);
   EXPECT_EQ(c.distill.distilled_rounds, 1);
   EXPECT_EQ(c.distill.distilled_steps, 4);

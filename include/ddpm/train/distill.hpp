@@ -67,7 +67,8 @@ at::Tensor truncated_snr_weight(const at::Tensor& alpha_bar);
 Config student_config(const Config& teacher, const Config& options);
 
 /// Writes into `config` what the student is after `step` steps: distilled-rounds (rounds done),
-/// distilled-steps (the target of the round under way, or the final one) and the sampling
+/// distilled-steps (the target of the round under way; at a round's end, the steps that round's
+/// student was distilled for, so a checkpoint saved there samples as it should) and the sampling
 /// defaults of such a student (ddim, those steps, trailing, η = 0, no clipping, no corrector).
 void record_distillation(Config& config, int64_t step);
 
