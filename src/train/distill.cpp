@@ -120,6 +120,10 @@ Config student_config(const Config& teacher, const Config& options) {
     c.distill.guidance_given = true;
   } else if (d.guidance.weight > 0.0 && !teacher.model.conditional()) {
     bad_input("guidance", "the teacher is not class-conditional");
+  } else if (d.guidance.weight > 0.0 && teacher.distill.distilled_steps > 0 && teacher.distill.guidance.weight > 0.0) {
+    bad_input("guidance", fmt::format("the teacher is a student that learned guidance w = {} already; guidance {} "
+                                      "would guide it again (--guidance 0)",
+                                      teacher.distill.guidance.weight, d.guidance.weight));
   }
   c.train.steps = d.rounds() * d.steps_per_round;
   record_distillation(c, 0);

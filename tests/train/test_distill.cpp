@@ -263,6 +263,20 @@ TEST(DistillConfig, StudentConfigRecordsAndChecks) {
   bad.distill.guidance.sigma_low = 0.3;  // an interval without its weight was silently replaced by the teacher's
   EXPECT_EQ(error(bad).rfind("guidance-interval:", 0), 0u) << error(bad);
   ddpm::Config distilled_teacher = c;                               // a student distilled for 2 steps
+  {  // a student that learned guidance must not be guided again as a teacher
+    ddpm::Config guided_student = c;
+    guided_student.model.num_classes = 3;
+    guided_student.distill.guidance.weight = 2.0;
+    ddpm::Config again = o;
+    again.distill.start_steps = 2;
+    again.distill.final_steps = 1;
+    again.distill.guidance.weight = 2.0;
+    again.distill.guidance_given = true;
+    const std::string e = ddpm::test::error_of([&] { ddpm::student_config(guided_student, again); });
+    EXPECT_EQ(e.rfind("guidance:", 0), 0u) << e;
+    again.distill.guidance.weight = 0.0;
+    EXPECT_EQ(ddpm::test::error_of([&] { ddpm::student_config(guided_student, again); }), "");
+  }
   EXPECT_EQ(ddpm::test::error_of([&] { ddpm::student_config(distilled_teacher, o); }).rfind("start-steps:", 0), 0u);
 
   // Conditional teacher: the guidance and interval default to its eval-guidance.
