@@ -11,7 +11,6 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -135,14 +134,16 @@ std::string png_truncation(const std::vector<uint8_t>& b) {
   return "truncated PNG (no complete IEND chunk)";
 }
 
-std::string truncation(const std::vector<uint8_t>& b, const std::string& path) {
+std::string truncation(const std::vector<uint8_t>& b) {
   if (b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0) return png_truncation(b);
   if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) return jpeg_truncation(b);
   if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return bmp_truncation(b);
   if (b.size() >= 4 && std::memcmp(b.data(), "GIF8", 4) == 0) return gif_truncation(b);
-  std::string ext = path.size() >= 4 ? path.substr(path.size() - 4) : "";
-  for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (ext == ".tga") return tga_truncation(b);
+  // TGA has no magic number: stb decodes as TGA whatever header passes its test (colour-map type
+  // 0 or 1, image type 1-3 or 9-11), whatever the file's name, so the check goes by those bytes,
+  // not by a ".tga" name (a 34-byte run-length TGA named .png decoded to 6168 x 6168 pixels).
+  if (b.size() >= 3 && b[1] <= 1 && (b[2] == 1 || b[2] == 2 || b[2] == 3 || b[2] == 9 || b[2] == 10 || b[2] == 11))
+    return tga_truncation(b);
   return "";
 }
 
@@ -163,7 +164,7 @@ Image load_image(const std::string& path, int channels) {
   if (channels != 0) check_channels(channels, ("load_image '" + path + "'").c_str());
   const std::vector<uint8_t> bytes = read_file(path);
   if (bytes.empty()) throw std::runtime_error("image file '" + path + "' is empty");
-  if (const std::string why = truncation(bytes, path); !why.empty())
+  if (const std::string why = truncation(bytes); !why.empty())
     throw std::runtime_error("cannot decode image file '" + path + "': " + why);
 
   int w = 0, h = 0, file_channels = 0;
