@@ -134,7 +134,9 @@ std::string png_truncation(const std::vector<uint8_t>& b) {
   return "truncated PNG (no complete IEND chunk)";
 }
 
-std::string truncation(const std::vector<uint8_t>& b) {
+// Why stb must not decode these bytes ("" = it may): not one of the formats libddpm reads, or cut
+// short (stb fills a truncated image with garbage instead of failing).
+std::string undecodable(const std::vector<uint8_t>& b) {
   if (b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0) return png_truncation(b);
   if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) return jpeg_truncation(b);
   if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return bmp_truncation(b);
@@ -144,7 +146,10 @@ std::string truncation(const std::vector<uint8_t>& b) {
   // not by a ".tga" name (a 34-byte run-length TGA named .png decoded to 6168 x 6168 pixels).
   if (b.size() >= 3 && b[1] <= 1 && (b[2] == 1 || b[2] == 2 || b[2] == 3 || b[2] == 9 || b[2] == 10 || b[2] == 11))
     return tga_truncation(b);
-  return "";
+  // Nothing else reaches stb: its other decoders (PNM, PSD, HDR, PIC) are not formats libddpm
+  // reads, and its 16-bit PNM path over-reads the heap when channels are converted (a 10-byte
+  // "P5 6 6 363" file named .png; found by scripts/fuzz.sh image).
+  return "not a PNG, JPEG, BMP, GIF or TGA image";
 }
 
 // stb leaves its reason NULL on some failures; never build a std::string from NULL.
@@ -164,7 +169,7 @@ Image load_image(const std::string& path, int channels) {
   if (channels != 0) check_channels(channels, ("load_image '" + path + "'").c_str());
   const std::vector<uint8_t> bytes = read_file(path);
   if (bytes.empty()) throw std::runtime_error("image file '" + path + "' is empty");
-  if (const std::string why = truncation(bytes); !why.empty())
+  if (const std::string why = undecodable(bytes); !why.empty())
     throw std::runtime_error("cannot decode image file '" + path + "': " + why);
 
   int w = 0, h = 0, file_channels = 0;
