@@ -64,6 +64,18 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
 }
 
+// Honest capability check: a bf16 convolution either runs on this CPU or throws. "" when it
+// runs, else why the bf16 tests skip.
+std::string bf16_conv_unsupported() {
+  try {
+    at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
+    return "";
+  } catch (const std::exception& e) {
+    return "bf16 convolution not supported by this CPU with LibTorch " TORCH_VERSION
+           " (the test needs at::conv2d in bf16; it threw: " + std::string(e.what()).substr(0, 200) + ")";
+  }
+}
+
 void set_cpu_autocast(bool enabled) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
   at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
@@ -380,13 +392,7 @@ TEST(UNet, CloneIsAnIndependentCopy) {
 }
 
 TEST(UNet, Bf16AutocastOnCpuIsCloseToFloat32) {
-  // Honest capability check: a bf16 convolution either runs on this CPU or throws.
-  try {
-    at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
-                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
-  }
+  if (const std::string why = bf16_conv_unsupported(); !why.empty()) GTEST_SKIP() << why;
   UNetConfig c = tiny(3, 8, 8);
   UNet model(c);
   perturb(model, 4);
@@ -413,12 +419,7 @@ TEST(UNet, Bf16AutocastOnCpuIsCloseToFloat32) {
 }
 
 TEST(UNet, Bf16AutocastTrainingStepOnCpu) {
-  try {
-    at::conv2d(at::ones({1, 4, 4, 4}, at::kBFloat16), at::ones({4, 4, 3, 3}, at::kBFloat16));
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "bf16 convolution not supported by this CPU with LibTorch " << TORCH_VERSION
-                 << " (the test needs at::conv2d in bf16; it threw: " << std::string(e.what()).substr(0, 200) << ")";
-  }
+  if (const std::string why = bf16_conv_unsupported(); !why.empty()) GTEST_SKIP() << why;
   UNetConfig c = tiny(3, 8, 8);
   c.dropout = 0.1;
   c.num_heads = 2;
